@@ -1,0 +1,1 @@
+"""Ray Data operators and the readers, schema and media helpers they share."""

@@ -1,0 +1,134 @@
+"""Media decoding: image loading, video probing, and uniform frame sampling with PyAV.
+
+Every failure raises MediaError with a short reason (missing, empty, undecodable, no video
+stream, ...) so callers can quarantine the row instead of crashing the job.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "MediaError",
+    "MediaFacts",
+    "load_image",
+    "probe_media",
+    "read_video_frames",
+    "uniform_indices",
+]
+
+# Refuse media larger than this many bytes before decoding (a "huge" file is bad input).
+MAX_MEDIA_BYTES = 512 * 1024 * 1024
+
+
+class MediaError(ValueError):
+    """A media file that is missing, empty, too large, or cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    duration: float
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise MediaError(f"media file not found: {path}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise MediaError(f"media file is empty: {path}")
+    if size > MAX_MEDIA_BYTES:
+        raise MediaError(f"media file is {size} bytes, over the {MAX_MEDIA_BYTES} limit: {path}")
+
+
+def load_image(path: str) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array of shape (H, W, 3)."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_file(path)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise MediaError(
+            f"image cannot be decoded ({type(error).__name__}: {error}): {path}"
+        ) from None
+
+
+def _count_frames(container, stream) -> int:
+    if stream.frames:
+        return int(stream.frames)
+    count = sum(1 for _ in container.decode(stream))
+    container.seek(0)
+    return count
+
+
+def probe_media(path: str, media_type: str) -> MediaFacts:
+    """Open a media file far enough to know it decodes; return its size, frames and timing."""
+    if media_type == "image":
+        array = load_image(path)
+        return MediaFacts(array.shape[1], array.shape[0], 1, 0.0, 0.0)
+    import av
+
+    _check_file(path)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise MediaError(f"no video stream: {path}")
+            stream = container.streams.video[0]
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise MediaError(f"video has no decodable frame: {path}")
+            container.seek(0)
+            frames = _count_frames(container, stream)
+            fps = float(stream.average_rate or 0.0)
+            duration = frames / fps if fps else 0.0
+            return MediaFacts(first.width, first.height, frames, fps, duration)
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, StopIteration) as error:
+        raise MediaError(
+            f"video cannot be decoded ({type(error).__name__}: {error}): {path}"
+        ) from None
+
+
+def uniform_indices(num_frames: int, count: int) -> list[int]:
+    """`count` frame indices spread uniformly over `num_frames` (all of them if fewer)."""
+    if num_frames <= count:
+        return list(range(num_frames))
+    return [int(round(x)) for x in np.linspace(0, num_frames - 1, count)]
+
+
+def read_video_frames(path: str, count: int) -> tuple[np.ndarray, MediaFacts]:
+    """Decode `count` uniformly sampled RGB frames, shape (T, H, W, 3), and the video's facts.
+
+    Decoding stops after the last wanted frame, so only the needed prefix is read.
+    """
+    import av
+
+    facts = probe_media(path, "video")
+    wanted = uniform_indices(facts.num_frames, count)
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            next_wanted = 0
+            for index, frame in enumerate(container.decode(stream)):
+                while next_wanted < len(wanted) and wanted[next_wanted] == index:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    next_wanted += 1
+                if next_wanted == len(wanted):
+                    break
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise MediaError(
+            f"video cannot be decoded ({type(error).__name__}: {error}): {path}"
+        ) from None
+    if not frames:
+        raise MediaError(f"video has no decodable frame: {path}")
+    return np.stack(frames), facts

@@ -1,0 +1,206 @@
+"""Readers: LLaVA JSON (a list), JSONL and Parquet pools into sample rows plus quarantine.
+
+An input is cut into chunks (byte ranges of a JSONL file at line boundaries, or Parquet row
+groups) so that the work streams: each chunk is parsed on its own, in-process or as one Ray
+Data task, and yields (rows, quarantined). Line numbers are exact and 0-based, so an error
+names the file and line. A LLaVA JSON list is first re-written as JSONL (one element per line)
+by a streaming decoder, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from operators.records import RecordOptions, RowError, normalize_llava, normalize_schema_row
+from operators.schema import quarantine_table, rows_table
+
+__all__ = [
+    "Chunk",
+    "input_files",
+    "iter_chunk_tables",
+    "json_array_to_jsonl",
+    "plan_chunks",
+    "read_chunk",
+]
+
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+DEFAULT_PARQUET_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One independently readable piece of an input file."""
+
+    path: str
+    kind: str  # "jsonl" or "parquet"
+    index: int  # global chunk number: names the output shard
+    start: int  # byte offset (jsonl) or first row (parquet)
+    end: int  # byte offset (jsonl) or end row (parquet), exclusive
+    first_line: int  # 0-based line (jsonl) or row (parquet) of the chunk's first record
+
+
+def input_files(path: str) -> list[str]:
+    """The data files of an input: the file itself, or the sorted files of a directory."""
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        suffixes = (".jsonl", ".json", ".parquet")
+        return [os.path.join(path, n) for n in names if n.endswith(suffixes)]
+    return [path]
+
+
+def _jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, first_line) byte ranges ending on newlines; one sequential scan."""
+    size = os.path.getsize(path)
+    start, line = 0, 0
+    with open(path, "rb") as handle:
+        while start < size:
+            handle.seek(min(start + chunk_bytes, size))
+            handle.readline()
+            end = min(handle.tell(), size)
+            handle.seek(start)
+            newlines = handle.read(end - start).count(b"\n")
+            yield start, end, line
+            start, line = end, line + newlines
+
+
+def plan_chunks(path: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:
+    """Cut every data file of `path` (JSONL or Parquet) into chunks, numbered globally."""
+    chunks: list[Chunk] = []
+    for file in input_files(path):
+        if file.endswith(".parquet"):
+            rows = pq.ParquetFile(file).metadata.num_rows
+            for start in range(0, rows, DEFAULT_PARQUET_ROWS):
+                end = min(start + DEFAULT_PARQUET_ROWS, rows)
+                chunks.append(Chunk(file, "parquet", len(chunks), start, end, start))
+        elif file.endswith(".jsonl"):
+            for start, end, line in _jsonl_chunks(file, chunk_bytes):
+                chunks.append(Chunk(file, "jsonl", len(chunks), start, end, line))
+        else:
+            raise ValueError(f"{file}: a JSON list must be converted first (json_array_to_jsonl)")
+    return chunks
+
+
+def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
+    return {
+        "id": row_id,
+        "origin": origin,
+        "error_stage": "ingest",
+        "reason": reason,
+        "error": error,
+        "raw": raw,
+    }
+
+
+def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
+    rows, bad = [], []
+    with open(chunk.path, "rb") as handle:
+        handle.seek(chunk.start)
+        data = handle.read(chunk.end - chunk.start)
+    for offset, raw_line in enumerate(data.split(b"\n")):
+        line = chunk.first_line + offset
+        origin = f"{chunk.path}:{line}"
+        if not raw_line.strip():
+            continue
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raw = raw_line.decode("utf-8", errors="backslashreplace")
+            bad.append(_quarantine(origin, "malformed", f"line is not UTF-8: {error}", raw))
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            bad.append(_quarantine(origin, "malformed", f"invalid JSON: {error}", text))
+            continue
+        try:
+            rows.append(normalize_llava(record, origin, text, options))
+        except RowError as error:
+            row_id = record.get("id") if isinstance(record, dict) else None
+            row_id = str(row_id) if isinstance(row_id, (str, int)) else None
+            bad.append(_quarantine(origin, error.reason, str(error), text, row_id))
+    return rows, bad
+
+
+def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
+    table = pq.read_table(chunk.path).slice(chunk.start, chunk.end - chunk.start)
+    rows, bad = [], []
+    for offset, row in enumerate(table.to_pylist()):
+        origin = f"{chunk.path}:{chunk.first_line + offset}"
+        try:
+            rows.append(normalize_schema_row(row, origin, options))
+        except RowError as error:
+            raw = json.dumps(row, default=str, ensure_ascii=False)
+            bad.append(_quarantine(origin, error.reason, str(error), raw, row.get("id")))
+    return rows, bad
+
+
+def read_chunk(chunk: Chunk, options: RecordOptions) -> tuple[pa.Table, pa.Table]:
+    """Parse one chunk into (rows with ROW_SCHEMA, quarantine with QUARANTINE_SCHEMA)."""
+    reader = _read_parquet_chunk if chunk.kind == "parquet" else _read_jsonl_chunk
+    rows, bad = reader(chunk, options)
+    return rows_table(rows), quarantine_table(bad)
+
+
+def iter_chunk_tables(path: str, options: RecordOptions) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """In-process reader: (rows, quarantined) per chunk of a JSONL / Parquet input."""
+    for chunk in plan_chunks(path):
+        yield read_chunk(chunk, options)
+
+
+def _iter_json_array(path: str, block: int = 1 << 20) -> Iterator[tuple[str | None, str]]:
+    """Stream the elements of a top-level JSON array as (element JSON, "") or (None, error)."""
+    decoder = json.JSONDecoder()
+    with open(path, encoding="utf-8") as handle:
+        buffer, pos, eof, started = "", 0, False, False
+        while True:
+            while pos < len(buffer) and buffer[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(buffer) and not eof:
+                try:
+                    more = handle.read(block)
+                except UnicodeDecodeError as error:
+                    yield None, f"file is not UTF-8: {error}"
+                    return
+                buffer, pos, eof = buffer[pos:] + more, 0, not more
+                continue
+            if not started:
+                if not buffer.startswith("["):
+                    yield None, "file does not start with a JSON array"
+                    return
+                started, pos = True, 1
+                continue
+            if pos >= len(buffer) or buffer[pos] == "]":
+                return
+            try:
+                value, end = decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError as error:
+                if eof:
+                    yield None, f"JSON array broken: {error}; the rest is unreadable"
+                    return
+                more = handle.read(block)
+                buffer, pos, eof = buffer[pos:] + more, 0, not more
+                continue
+            yield json.dumps(value, ensure_ascii=False), ""
+            pos = end
+
+
+def json_array_to_jsonl(path: str, out_path: str) -> int:
+    """Rewrite a LLaVA JSON list as JSONL, one element per line (streaming). Returns lines.
+
+    An unreadable tail becomes one line holding the error text, which then fails to parse
+    and is quarantined with its line number.
+    """
+    lines = 0
+    tmp = out_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        for text, error in _iter_json_array(path):
+            out.write((text if text is not None else f"<unreadable: {error}>") + "\n")
+            lines += 1
+    os.replace(tmp, out_path)
+    return lines

@@ -1,0 +1,75 @@
+"""Writers: atomic Parquet shards, and LLaVA JSON / JSONL export of rows.
+
+Shards are written under a temporary name and renamed when complete, so a reader never sees
+half a shard and a rerun can trust any shard that exists. The LLaVA export inverts the
+reader: `messages` back to `conversations`, media back to paths relative to the media root
+in the form the input used, and the `extra` fields restored, so a round trip reproduces the
+input records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from operators.media_paths import relative_media_path
+from operators.records import RESERVED
+
+__all__ = ["export_llava", "row_to_llava", "write_parquet_atomic"]
+
+SPEAKER_OF = {"user": "human", "assistant": "gpt", "system": "system"}
+
+
+def write_parquet_atomic(table: pa.Table, path: str) -> None:
+    """Write `table` to `path` via a temporary file and a rename."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def row_to_llava(row: dict, media_root: str) -> dict:
+    """One row of ROW_SCHEMA back to the LLaVA record it was read from."""
+    extra = json.loads(row.get("extra") or "{}")
+    meta = extra.pop(RESERVED, {"given": ["id"], "media_form": "str", "id_type": "str"})
+    given = set(meta.get("given", []))
+    record: dict = {}
+    if "id" in given:
+        record["id"] = int(row["id"]) if meta.get("id_type") == "int" else row["id"]
+    if row["media_type"] in ("image", "video"):
+        paths = [relative_media_path(p, media_root) for p in row["media"]]
+        single = meta.get("media_form") == "str" and len(paths) == 1
+        record[row["media_type"]] = paths[0] if single else paths
+    record["conversations"] = [
+        {"from": SPEAKER_OF[m["role"]], "value": m["content"]} for m in row["messages"]
+    ]
+    for field in ("source", "category", "answer", "video_id"):
+        if field in given:
+            record[field] = row[field]
+    record.update(extra)
+    return record
+
+
+def export_llava(rows: Iterable[dict], out_path: str, media_root: str) -> int:
+    """Write rows as LLaVA JSONL (`.jsonl`) or a JSON list (`.json`). Returns the count."""
+    as_list = out_path.endswith(".json")
+    tmp = f"{out_path}.tmp-{os.getpid()}"
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as out:
+        if as_list:
+            out.write("[\n")
+        for row in rows:
+            text = json.dumps(row_to_llava(row, media_root), ensure_ascii=False)
+            if as_list:
+                out.write((",\n" if count else "") + text)
+            else:
+                out.write(text + "\n")
+            count += 1
+        if as_list:
+            out.write("\n]\n")
+    os.replace(tmp, out_path)
+    return count

@@ -1,0 +1,28 @@
+"""The `mmcurate` command: one subcommand per job, each a module with `main(argv)`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["main"]
+
+# Subcommand -> module with main(argv). Imported on use so `mmcurate --help` stays fast.
+COMMANDS = {
+    "synth": "ray_jobs.synth",
+    "ingest": "ray_jobs.ingest",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: mmcurate COMMAND [options]\n\ncommands:")
+        for name, module in COMMANDS.items():
+            print(f"  {name:10s} python -m {module}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

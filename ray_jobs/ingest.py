@@ -1,0 +1,160 @@
+"""`mmcurate ingest`: read a pool (LLaVA JSON / JSONL / Parquet) into `DIR/pool/` shards.
+
+Each input chunk is one Ray Data task that parses, validates (fields, media paths inside the
+root, media that decodes) and writes `pool/part-NNNNN.parquet` plus
+`quarantine/ingest-NNNNN.parquet`. Shards are written atomically and skipped on a rerun, so
+a killed ingest resumes; counts reconcile: input rows = pool rows + quarantined rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import pyarrow.parquet as pq
+
+from operators.readers import Chunk, input_files, json_array_to_jsonl, plan_chunks, read_chunk
+from operators.records import RecordOptions
+from operators.writers import write_parquet_atomic
+from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+
+__all__ = ["IngestConfig", "ingest", "main"]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    input: str  # a pool file (.json list, .jsonl, .parquet) or a directory of them
+    run: str  # the run directory
+    media_root: str | None = None  # media paths resolve here; default: the input's folder
+    source: str | None = None  # source name for rows without one; default: the file stem
+    check_media: bool = True  # open every media file far enough to know it decodes
+
+
+def _stage_json_lists(config: IngestConfig) -> str:
+    """Rewrite any `.json` list of the input as JSONL under the run (streaming, in a task)."""
+    files = input_files(config.input)
+    if not any(f.endswith(".json") for f in files):
+        return config.input
+    staging = os.path.join(config.run, "ingest_staging")
+    os.makedirs(staging, exist_ok=True)
+    for file in files:
+        name = os.path.basename(file)
+        target = os.path.join(staging, name + "l" if name.endswith(".json") else name)
+        if os.path.exists(target):
+            continue
+        if file.endswith(".json"):
+            json_array_to_jsonl(file, target)
+        else:
+            os.symlink(os.path.abspath(file), target)
+    return staging
+
+
+class _IngestChunks:
+    """Ray Data UDF: parse each chunk of the batch and write its two shards."""
+
+    def __init__(self, options: RecordOptions, run: str):
+        self.options, self.run = options, run
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"index": [], "kept": [], "quarantined": [], "reasons": []}
+        for spec in batch["chunk"]:
+            chunk = Chunk(**json.loads(spec))
+            rows, bad = read_chunk(chunk, self.options)
+            name = f"part-{chunk.index:05d}.parquet"
+            write_parquet_atomic(bad, os.path.join(self.run, "quarantine", "ingest", name))
+            write_parquet_atomic(rows, os.path.join(self.run, "pool", name))
+            out["index"].append(chunk.index)
+            out["kept"].append(rows.num_rows)
+            out["quarantined"].append(bad.num_rows)
+            out["reasons"].append(json.dumps(Counter(bad.column("reason").to_pylist())))
+        return out
+
+
+def _chunk_bytes(path: str, num_cpus: int) -> int:
+    total = sum(os.path.getsize(f) for f in input_files(path))
+    return int(min(4 << 20, max(64 << 10, total // (4 * num_cpus) + 1)))
+
+
+def ingest(config: IngestConfig) -> dict:
+    """Run the ingest stage; returns counts {input, kept, quarantined, reasons}."""
+    import ray
+
+    pool_dir = os.path.join(config.run, "pool")
+    if is_complete(pool_dir):
+        return read_counts(pool_dir)
+    ensure_ray()
+    source = config.source or os.path.splitext(os.path.basename(config.input.rstrip("/")))[0]
+    media_root = config.media_root or (
+        config.input if os.path.isdir(config.input) else os.path.dirname(config.input) or "."
+    )
+    options = RecordOptions(media_root=media_root, source=source, check_media=config.check_media)
+    num_cpus = int(ray.cluster_resources().get("CPU", 1))
+    path = _stage_json_lists(config)
+    chunks = plan_chunks(path, _chunk_bytes(path, num_cpus))
+    todo = [
+        c
+        for c in chunks
+        if not os.path.exists(os.path.join(pool_dir, f"part-{c.index:05d}.parquet"))
+    ]
+    if todo:
+        items = [{"chunk": json.dumps(asdict(c))} for c in todo]
+        ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _IngestChunks,
+            fn_constructor_args=(options, config.run),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=num_cpus),
+        ).materialize()
+    return _finish(config.run, chunks)
+
+
+def _finish(run: str, chunks: list[Chunk]) -> dict:
+    """Sum the per-shard counts from the written files and mark the stage complete."""
+    kept = quarantined = 0
+    reasons: Counter = Counter()
+    for chunk in chunks:
+        name = f"part-{chunk.index:05d}.parquet"
+        kept += pq.ParquetFile(os.path.join(run, "pool", name)).metadata.num_rows
+        bad = pq.read_table(os.path.join(run, "quarantine", "ingest", name), columns=["reason"])
+        quarantined += bad.num_rows
+        reasons.update(bad.column("reason").to_pylist())
+    counts = {
+        "input": kept + quarantined,
+        "kept": kept,
+        "quarantined": quarantined,
+        "reasons": dict(sorted(reasons.items())),
+        "shards": len(chunks),
+    }
+    mark_complete(os.path.join(run, "quarantine", "ingest"), counts)
+    mark_complete(os.path.join(run, "pool"), counts)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmcurate ingest", description=__doc__)
+    parser.add_argument("--input", required=True, help="pool file or directory")
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--media-root", default=None, help="default: the input's folder")
+    parser.add_argument("--source", default=None, help="source name for rows without one")
+    parser.add_argument(
+        "--no-check-media",
+        action="store_true",
+        help="do not open media files at ingest (paths are still checked)",
+    )
+    args = parser.parse_args(argv)
+    config = IngestConfig(
+        args.input, args.run, args.media_root, args.source, not args.no_check_media
+    )
+    print(f"[mmcurate] ingest config: {asdict(config)}")
+    started = time.time()
+    counts = ingest(config)
+    print(stage_line("ingest", counts, started))
+    print(f"[mmcurate] quarantined by reason: {counts['reasons']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Run directories: completion markers, counts files and the local Ray session.
+
+A stage writes its outputs under temporary names, renames them when complete, and writes
+`_SUCCESS` (with its counts) last; a rerun skips a stage or shard whose marker exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+__all__ = ["ensure_ray", "is_complete", "mark_complete", "read_counts", "stage_line"]
+
+MARKER = "_SUCCESS"
+
+
+def mark_complete(directory: str, counts: dict) -> None:
+    """Write the completion marker of `directory`, holding the stage's counts as JSON."""
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{MARKER}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(counts, handle, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(directory, MARKER))
+
+
+def is_complete(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, MARKER))
+
+
+def read_counts(directory: str) -> dict:
+    with open(os.path.join(directory, MARKER)) as handle:
+        return json.load(handle)
+
+
+def stage_line(stage: str, counts: dict, started: float) -> str:
+    """One progress line: the stage, its counts and the elapsed time."""
+    parts = " ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict))
+    return f"[mmcurate] {stage}: {parts} ({time.time() - started:.1f}s)"
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster named by RAY_ADDRESS, or start a local Ray without a dashboard."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)

@@ -1,0 +1,1 @@
+"""Subset construction and scheduling: pure functions over Arrow tables and NumPy arrays."""

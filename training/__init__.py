@@ -1,0 +1,1 @@
+"""Ray Train jobs (ordered SFT, GRPO), evaluation, and tiny offline models."""
