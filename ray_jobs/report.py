@@ -1,0 +1,245 @@
+"""`mmcurate report`: one self-contained `RUN/report.html` with the run's figures.
+
+Sections: pool composition and quarantine counts, descriptor distributions (per category),
+duplicate clusters found, each subset's composition against the pool, training curves
+(accuracy against samples seen, with the full-data reference) and a table of final figures.
+Plots are matplotlib PNGs inlined as base64, so the page needs no network and no files
+beside it. A section whose stage has not run says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ray_jobs.rundir import stage_line
+
+__all__ = ["build_report", "main"]
+
+DESCRIPTORS = ("motion", "frame_div", "loss", "vds", "ppl", "temporal", "stability",
+               "pism_lambda", "cmab_ratio", "ost_utility", "cluster_dist")
+
+
+def _figure_html(fig, title: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">' \
+           f"<figcaption>{html.escape(title)}</figcaption></figure>"
+
+
+def _table_html(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read(run: str, stage: str, columns=None):
+    path = os.path.join(run, stage)
+    if not os.path.isdir(path):
+        return None
+    files = sorted(f for f in os.listdir(path) if f.endswith(".parquet"))
+    if not files:
+        return None
+    schema_names = pq.read_schema(os.path.join(path, files[0])).names
+    wanted = [c for c in columns if c in schema_names] if columns else None
+    return pq.read_table(path, columns=wanted)
+
+
+def _pool_section(run: str) -> str:
+    pool = _read(run, "pool", ["media_type", "category", "source"])
+    if pool is None:
+        return "<p>The pool has not been ingested.</p>"
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    for ax, column in zip(axes, ("media_type", "category", "source"), strict=True):
+        counts = pool.column(column).fill_null("(none)").value_counts().to_pylist()
+        ax.bar([c["values"] for c in counts], [c["counts"] for c in counts], color="#4c72b0")
+        ax.set_title(column)
+        ax.tick_params(axis="x", rotation=30)
+    parts = [_figure_html(fig, f"Pool composition ({pool.num_rows} rows)")]
+    qdir = os.path.join(run, "quarantine")
+    if os.path.isdir(qdir):
+        rows = []
+        for stage in sorted(os.listdir(qdir)):
+            table = _read(qdir, stage, ["reason"])
+            if table is not None and table.num_rows:
+                for item in table.column("reason").value_counts().to_pylist():
+                    rows.append([stage, item["values"], item["counts"]])
+        parts.append("<h3>Quarantine</h3>" + (_table_html(["stage", "reason", "rows"], rows)
+                                               if rows else "<p>No row was quarantined.</p>"))
+    return "".join(parts)
+
+
+def _descriptor_section(run: str) -> str:
+    scored = _read(run, "scored", ["category", "media_type", *DESCRIPTORS])
+    if scored is None:
+        return "<p>The score stage has not run.</p>"
+    present = [d for d in DESCRIPTORS if d in scored.column_names]
+    if not present:
+        return "<p>No descriptor columns in the scored pool.</p>"
+    plt = _plt()
+    cols = 3
+    rows = (len(present) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3 * rows), squeeze=False)
+    groups = scored.column("category").fill_null("(none)").to_numpy(zero_copy_only=False)
+    for ax, name in zip(axes.flat, present, strict=False):
+        values = scored.column(name).to_numpy(zero_copy_only=False).astype(float)
+        for group in sorted(set(groups)):
+            chosen = values[(groups == group) & np.isfinite(values)]
+            if len(chosen):
+                ax.hist(chosen, bins=30, alpha=0.5, label=str(group))
+        ax.set_title(name)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    return _figure_html(fig, "Descriptor distributions by category")
+
+
+def _dedup_section(run: str) -> str:
+    dedup = _read(run, "dedup", ["id", "dup_cluster", "dup_keep", "dup_reason"])
+    if dedup is None:
+        return "<p>The dedup stage has not run.</p>"
+    sizes = dedup.column("dup_cluster").value_counts().field("counts").to_numpy()
+    removed = dedup.num_rows - int(pc.sum(dedup.column("dup_keep")).as_py() or 0)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    multi = sizes[sizes > 1]
+    ax.hist(multi if len(multi) else [1], bins=range(2, int(max(multi, default=2)) + 2))
+    ax.set_xlabel("rows per duplicate cluster (clusters of 2+)")
+    reasons = []
+    if "dup_reason" in dedup.column_names:
+        for item in dedup.column("dup_reason").fill_null("kept").value_counts().to_pylist():
+            reasons.append([item["values"], item["counts"]])
+    summary = _table_html(["what", "rows"], [["rows", dedup.num_rows],
+                                             ["clusters of 2+", int(len(multi))],
+                                             ["removed as duplicates", removed], *reasons])
+    return summary + _figure_html(fig, "Duplicate cluster sizes")
+
+
+def _subset_section(run: str, pool_categories: dict) -> str:
+    root = os.path.join(run, "subsets")
+    if not os.path.isdir(root) or not os.listdir(root):
+        return "<p>No subset has been selected.</p>"
+    rows = []
+    for name in sorted(os.listdir(root)):
+        manifest_path = os.path.join(root, name, "manifest.json")
+        if not os.path.exists(manifest_path):
+            continue
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        per_category = manifest.get("counts", {}).get("category", {})
+        total = sum(per_category.values()) or 1
+        shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(per_category.items()))
+        rows.append([name, manifest.get("method", "?"), manifest.get("preset", ""),
+                     manifest.get("selected", total), manifest.get("order", ""), shares])
+    pool_total = sum(pool_categories.values()) or 1
+    pool_shares = ", ".join(f"{k} {v / pool_total:.0%}" for k, v in sorted(pool_categories.items()))
+    rows.append(["(pool)", "", "", pool_total, "", pool_shares])
+    return _table_html(["subset", "method", "preset", "rows", "order", "category shares"], rows)
+
+
+def _curves_section(run: str) -> tuple[str, list]:
+    root = os.path.join(run, "train")
+    if not os.path.isdir(root):
+        return "<p>No training run.</p>", []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    finals = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "metrics.jsonl")
+        if not os.path.exists(path):
+            continue
+        with open(path) as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+        evals = [r for r in records if "accuracy" in r]
+        if not evals:
+            continue
+        seen = [r["samples_seen"] for r in evals]
+        accuracy = [r["accuracy"] for r in evals]
+        style = {"color": "black", "linestyle": "--"} if name == "full" else {}
+        ax.plot(seen, accuracy, marker="o", label=name, **style)
+        finals.append([name, seen[-1], accuracy[-1], evals[-1].get("wall_time", "")])
+    ax.set_xlabel("samples seen")
+    ax.set_ylabel("held-out accuracy")
+    ax.legend(fontsize=8)
+    return _figure_html(fig, "Accuracy against samples seen (full pool dashed)"), finals
+
+
+def build_report(run: str) -> str:
+    """Write `RUN/report.html`; returns its path."""
+    pool = _read(run, "pool", ["category"])
+    pool_categories = {}
+    if pool is not None:
+        for item in pool.column("category").fill_null("(none)").value_counts().to_pylist():
+            pool_categories[item["values"]] = item["counts"]
+    curves, finals = _curves_section(run)
+    final_table = (_table_html(["run", "samples seen", "final accuracy", "wall time (s)"], finals)
+                   if finals else "<p>No final figures yet.</p>")
+    sections = [
+        ("Pool", _pool_section(run)),
+        ("Descriptors", _descriptor_section(run)),
+        ("Duplicates", _dedup_section(run)),
+        ("Subsets", _subset_section(run, pool_categories)),
+        ("Training", curves),
+        ("Final figures", final_table),
+    ]
+    body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>mmcurate report</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "img{max-width:100%}</style></head><body>"
+        f"<h1>mmcurate report: {html.escape(os.path.basename(os.path.abspath(run)))}</h1>"
+        f"{body}</body></html>"
+    )
+    path = os.path.join(run, "report.html")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(page)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmcurate report", description=__doc__)
+    parser.add_argument("--run", required=True, help="run directory")
+    args = parser.parse_args(argv)
+    started = time.time()
+    path = build_report(args.run)
+    print(stage_line("report", {"written": path}, started))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
