@@ -11,6 +11,8 @@ __all__ = ["main"]
 COMMANDS = {
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
+    "run": "ray_jobs.run",
+    "report": "ray_jobs.report",
 }
 
 

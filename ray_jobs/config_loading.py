@@ -89,9 +89,7 @@ def build_config(cls, data: Any, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():

@@ -53,25 +53,19 @@ def _stage_json_lists(config: IngestConfig) -> str:
     return staging
 
 
-class _IngestChunks:
+def _ingest_chunks(batch: dict, options: RecordOptions, run: str) -> dict:
     """Ray Data UDF: parse each chunk of the batch and write its two shards."""
-
-    def __init__(self, options: RecordOptions, run: str):
-        self.options, self.run = options, run
-
-    def __call__(self, batch: dict) -> dict:
-        out = {"index": [], "kept": [], "quarantined": [], "reasons": []}
-        for spec in batch["chunk"]:
-            chunk = Chunk(**json.loads(spec))
-            rows, bad = read_chunk(chunk, self.options)
-            name = f"part-{chunk.index:05d}.parquet"
-            write_parquet_atomic(bad, os.path.join(self.run, "quarantine", "ingest", name))
-            write_parquet_atomic(rows, os.path.join(self.run, "pool", name))
-            out["index"].append(chunk.index)
-            out["kept"].append(rows.num_rows)
-            out["quarantined"].append(bad.num_rows)
-            out["reasons"].append(json.dumps(Counter(bad.column("reason").to_pylist())))
-        return out
+    out = {"index": [], "kept": [], "quarantined": []}
+    for spec in batch["chunk"]:
+        chunk = Chunk(**json.loads(spec))
+        rows, bad = read_chunk(chunk, options)
+        name = f"part-{chunk.index:05d}.parquet"
+        write_parquet_atomic(bad, os.path.join(run, "quarantine", "ingest", name))
+        write_parquet_atomic(rows, os.path.join(run, "pool", name))
+        out["index"].append(chunk.index)
+        out["kept"].append(rows.num_rows)
+        out["quarantined"].append(bad.num_rows)
+    return out
 
 
 def _chunk_bytes(path: str, num_cpus: int) -> int:
@@ -103,10 +97,7 @@ def ingest(config: IngestConfig) -> dict:
     if todo:
         items = [{"chunk": json.dumps(asdict(c))} for c in todo]
         ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _IngestChunks,
-            fn_constructor_args=(options, config.run),
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=num_cpus),
+            _ingest_chunks, fn_kwargs={"options": options, "run": config.run}, batch_size=1
         ).materialize()
     return _finish(config.run, chunks)
 

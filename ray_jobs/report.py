@@ -25,8 +25,19 @@ from ray_jobs.rundir import stage_line
 
 __all__ = ["build_report", "main"]
 
-DESCRIPTORS = ("motion", "frame_div", "loss", "vds", "ppl", "temporal", "stability",
-               "pism_lambda", "cmab_ratio", "ost_utility", "cluster_dist")
+DESCRIPTORS = (
+    "motion",
+    "frame_div",
+    "loss",
+    "vds",
+    "ppl",
+    "temporal",
+    "stability",
+    "pism_lambda",
+    "cmab_ratio",
+    "ost_utility",
+    "cluster_dist",
+)
 
 
 def _figure_html(fig, title: str) -> str:
@@ -36,15 +47,16 @@ def _figure_html(fig, title: str) -> str:
 
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">' \
-           f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    return (
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
 
 
 def _table_html(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -96,8 +108,14 @@ def _pool_section(run: str) -> str:
             if table is not None and table.num_rows:
                 for item in table.column("reason").value_counts().to_pylist():
                     rows.append([stage, item["values"], item["counts"]])
-        parts.append("<h3>Quarantine</h3>" + (_table_html(["stage", "reason", "rows"], rows)
-                                               if rows else "<p>No row was quarantined.</p>"))
+        parts.append(
+            "<h3>Quarantine</h3>"
+            + (
+                _table_html(["stage", "reason", "rows"], rows)
+                if rows
+                else "<p>No row was quarantined.</p>"
+            )
+        )
     return "".join(parts)
 
 
@@ -120,7 +138,7 @@ def _descriptor_section(run: str) -> str:
             if len(chosen):
                 ax.hist(chosen, bins=30, alpha=0.5, label=str(group))
         ax.set_title(name)
-    for ax in list(axes.flat)[len(present):]:
+    for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     return _figure_html(fig, "Descriptor distributions by category")
@@ -141,9 +159,15 @@ def _dedup_section(run: str) -> str:
     if "dup_reason" in dedup.column_names:
         for item in dedup.column("dup_reason").fill_null("kept").value_counts().to_pylist():
             reasons.append([item["values"], item["counts"]])
-    summary = _table_html(["what", "rows"], [["rows", dedup.num_rows],
-                                             ["clusters of 2+", int(len(multi))],
-                                             ["removed as duplicates", removed], *reasons])
+    summary = _table_html(
+        ["what", "rows"],
+        [
+            ["rows", dedup.num_rows],
+            ["clusters of 2+", int(len(multi))],
+            ["removed as duplicates", removed],
+            *reasons,
+        ],
+    )
     return summary + _figure_html(fig, "Duplicate cluster sizes")
 
 
@@ -161,8 +185,16 @@ def _subset_section(run: str, pool_categories: dict) -> str:
         per_category = manifest.get("counts", {}).get("category", {})
         total = sum(per_category.values()) or 1
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(per_category.items()))
-        rows.append([name, manifest.get("method", "?"), manifest.get("preset", ""),
-                     manifest.get("selected", total), manifest.get("order", ""), shares])
+        rows.append(
+            [
+                name,
+                manifest.get("method", "?"),
+                manifest.get("preset", ""),
+                manifest.get("selected", total),
+                manifest.get("order", ""),
+                shares,
+            ]
+        )
     pool_total = sum(pool_categories.values()) or 1
     pool_shares = ", ".join(f"{k} {v / pool_total:.0%}" for k, v in sorted(pool_categories.items()))
     rows.append(["(pool)", "", "", pool_total, "", pool_shares])
@@ -204,8 +236,11 @@ def build_report(run: str) -> str:
         for item in pool.column("category").fill_null("(none)").value_counts().to_pylist():
             pool_categories[item["values"]] = item["counts"]
     curves, finals = _curves_section(run)
-    final_table = (_table_html(["run", "samples seen", "final accuracy", "wall time (s)"], finals)
-                   if finals else "<p>No final figures yet.</p>")
+    final_table = (
+        _table_html(["run", "samples seen", "final accuracy", "wall time (s)"], finals)
+        if finals
+        else "<p>No final figures yet.</p>"
+    )
     sections = [
         ("Pool", _pool_section(run)),
         ("Descriptors", _descriptor_section(run)),

@@ -49,8 +49,11 @@ def test_llava_jsonl_round_trip_reproduces_records(small_pool, tmp_path):
 
 
 def test_json_list_input_and_export(tmp_path, small_pool):
-    records = [json.loads(line) for line in (small_pool / "pool.jsonl").read_text().splitlines()
-               if line.startswith("{") and line.endswith("}")][:50]
+    records = [
+        json.loads(line)
+        for line in (small_pool / "pool.jsonl").read_text().splitlines()
+        if line.startswith("{") and line.endswith("}")
+    ][:50]
     records[3]["extra_field"] = {"nested": [1, 2]}
     del records[4]["id"]
     source = tmp_path / "pool.json"

@@ -34,8 +34,7 @@ def test_ingest_reconciles_with_ground_truth(ray_session, tmp_path):
     assert counts["reasons"] == {d: sum(t["defect"] == d for t in truth) for d in sorted(BAD)}
 
 
-def test_ingest_resumes_missing_shards_and_skips_when_complete(ray_session, tmp_path,
-                                                                small_pool):
+def test_ingest_resumes_missing_shards_and_skips_when_complete(ray_session, tmp_path, small_pool):
     run = tmp_path / "run"
     config = IngestConfig(str(small_pool / "pool.jsonl"), str(run))
     first = ingest(config)

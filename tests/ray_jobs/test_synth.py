@@ -58,8 +58,7 @@ def test_media_is_real_and_decodes(small_pool):
         record = json.loads(lines[t["line"]])
         facts = probe_media(str(small_pool / record["video"]), "video")
         assert 8 <= facts.num_frames <= 16 and facts.width == 64
-    assert {t["category"] for t in clean} == {"general", "chart", "ocr", "temporal",
-                                              "static_video"}
+    assert {t["category"] for t in clean} == {"general", "chart", "ocr", "temporal", "static_video"}
 
 
 def test_parallel_generation_matches_sequential(ray_session, tmp_path, small_pool):

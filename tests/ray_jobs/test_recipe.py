@@ -1,0 +1,63 @@
+import pytest
+import yaml
+
+from ray_jobs.config_loading import ConfigError
+from ray_jobs.recipe import Recipe, load_recipe
+from ray_jobs.run import plan
+
+
+def _write(tmp_path, data, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_recipe_loads_with_defaults_and_resolves_relative_paths(tmp_path):
+    recipe = load_recipe(_write(tmp_path, {"name": "r", "input": "pool.jsonl", "run": "run"}))
+    assert isinstance(recipe, Recipe)
+    assert recipe.input == str(tmp_path / "pool.jsonl") and recipe.run == str(tmp_path / "run")
+    assert recipe.ingest.check_media is True
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "r", "input": "p", "run": "d", "scroe": {}}, "unknown key 'scroe'"),
+        (
+            {"name": "r", "input": "p", "run": "d", "ingest": {"check_media": "yes"}},
+            "ingest.check_media: expected bool",
+        ),
+        ({"name": "r", "input": "p", "run": "d", "num_cpus": 1.5}, "num_cpus"),
+        ({"name": "r", "run": "d"}, "missing required key 'input'"),
+        ({"name": "r", "input": "p", "run": "d", "ingest": {"chek": 1}}, "ingest: unknown key"),
+    ],
+)
+def test_bad_recipes_name_the_file_and_key(tmp_path, data, message):
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo pwned']\ninput: p\nrun: d\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(str(path))
+
+
+def test_plan_skips_complete_stages_and_honours_from_and_only(tmp_path):
+    recipe = load_recipe(_write(tmp_path, {"name": "r", "input": "p.jsonl", "run": "run"}))
+    assert [a for _, a in plan(recipe)] == ["run"] * len(plan(recipe))
+    from ray_jobs.rundir import mark_complete
+
+    mark_complete(str(tmp_path / "run" / "pool"), {})
+    mark_complete(str(tmp_path / "run" / "quarantine" / "ingest"), {})
+    actions = dict(plan(recipe))
+    assert actions["ingest"] == "skip (complete)" and actions["report"] == "run"
+    assert dict(plan(recipe, from_stage="ingest"))["ingest"] == "rerun"
+    only = dict(plan(recipe, only="report"))
+    assert only["report"] == "rerun" and only["ingest"] == "skip (not selected)"
+    with pytest.raises(SystemExit):
+        plan(recipe, only="nope")
