@@ -166,6 +166,10 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
     for i, cap in enumerate(CAPABILITIES):
         base = rng.integers(0, 6, n)
         cols[f"cap_{cap}"] = np.where(rng.random(n) < 0.3 + 0.03 * i, 0, base).astype(np.int8)
+    from selection.baselines import cmab_levels, pism_levels
+
+    cols["pism_label"] = pa.array(pism_levels(pism_lambda).tolist(), pa.string())
+    cols["cmab_label"] = pa.array(cmab_levels(cmab_ratio).tolist(), pa.string())
     table = pa.table(cols)
     sizes = np.bincount(table.column("cluster").to_numpy(), minlength=64)
     return table.append_column("cluster_size", pa.array(sizes[table.column("cluster").to_numpy()]))
