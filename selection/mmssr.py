@@ -8,6 +8,10 @@ sits in several bins); bins go from smallest to largest, each taking max(budget 
 plus the debt the smaller bins could not fill, top-scored first; a capability that yields
 nothing is dropped. No embeddings.
 
+One deliberate change: a bin never takes more than the turn's remaining budget (the
+reference's carried debt can overshoot it when multi-style rows were already taken), so the
+budget is met exactly.
+
 Deterministic where the reference is not: score ties break by a seeded permutation, bins of
 equal size by label, the active list keeps its order, and within a bin rows go by score (the
 reference's melt puts rows by style slot first). The loop ends when no capability is left.
@@ -48,7 +52,7 @@ class StyleBins:
 
 def style_bins(table: pa.Table) -> StyleBins:
     """Bin "style+source" per row, each style once per row (mmSSR's parse_sty)."""
-    styles = table.column("styles").combine_chunks()
+    styles = table.column("styles").combine_chunks().cast(pa.list_(pa.string()))
     styles = pc.fill_null(styles, pa.scalar([], styles.type))
     flat = pc.fill_null(pc.list_flatten(styles), "")
     parents = pc.list_parent_indices(styles).to_numpy().astype(np.int64)
@@ -112,7 +116,7 @@ def _select_for_cap(idx: _CapIndex, num: int, chosen: np.ndarray, on_pick) -> in
         if got >= num:
             break
         avail = int(idx.alive[b])
-        k = min(per_bin + debt, avail)
+        k = min(per_bin + debt, avail, num - got)  # the reference may overshoot; we do not
         debt = max(per_bin + debt - avail, 0)
         if k > 0:
             on_pick(idx.take(b, k, chosen))
