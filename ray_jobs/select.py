@@ -51,10 +51,34 @@ JOINS = {
 }
 # Columns any method reads; everything else in scored/ (media paths, extra JSON) stays on disk.
 READ = {
-    "id", "source", "media_type", "video_id", "messages", "category", "answer", "motion",
-    "frame_div", "num_frames", "duration", "loss", "loss_blind", "vds", "ppl", "temporal",
-    "stability", "cluster", "cluster_dist", "cluster_size", "pism_label", "cmab_label",
-    "pism_lambda", "cmab_ratio", "styles", "ost_utility", "dup_cluster", "dup_keep",
+    "id",
+    "source",
+    "media_type",
+    "video_id",
+    "messages",
+    "category",
+    "answer",
+    "motion",
+    "frame_div",
+    "num_frames",
+    "duration",
+    "loss",
+    "loss_blind",
+    "vds",
+    "ppl",
+    "temporal",
+    "stability",
+    "cluster",
+    "cluster_dist",
+    "cluster_size",
+    "pism_label",
+    "cmab_label",
+    "pism_lambda",
+    "cmab_ratio",
+    "styles",
+    "ost_utility",
+    "dup_cluster",
+    "dup_keep",
 }
 COUNT_COLUMNS = ["media_type", "category", "source"]
 
@@ -111,7 +135,9 @@ def load_pool(run: str) -> tuple[pa.Table, dict]:
         joined[name] = side is not None
         if side is None:
             continue
-        pool = pool.drop_columns([c for c in cols if c in side.column_names and c in pool.column_names])
+        pool = pool.drop_columns(
+            [c for c in cols if c in side.column_names and c in pool.column_names]
+        )
         # Left join by id (Arrow's hash join cannot carry list columns such as messages).
         where = pc.index_in(pool.column("id"), value_set=side.column("id").combine_chunks())
         for c in cols:
@@ -127,10 +153,14 @@ def _gdo_config(cfg: SelectJobConfig) -> GDOConfig:
     bad = set(cfg.ablation) - {"no-vds", "no-sc", "no-ppl"}
     if bad:
         raise ValueError(f"unknown ablation {sorted(bad)}; use no-vds, no-sc, no-ppl")
-    score = GDOScoreConfig(use_vds="no-vds" not in cfg.ablation, use_sc="no-sc" not in cfg.ablation,
-                           use_ppl="no-ppl" not in cfg.ablation)
-    return replace(PRESETS[cfg.preset], budget=cfg.budget, score=score,
-                   drop_duplicates=not cfg.keep_duplicates)
+    score = GDOScoreConfig(
+        use_vds="no-vds" not in cfg.ablation,
+        use_sc="no-sc" not in cfg.ablation,
+        use_ppl="no-ppl" not in cfg.ablation,
+    )
+    return replace(
+        PRESETS[cfg.preset], budget=cfg.budget, score=score, drop_duplicates=not cfg.keep_duplicates
+    )
 
 
 def method_config(cfg: SelectJobConfig):
@@ -140,29 +170,46 @@ def method_config(cfg: SelectJobConfig):
     if cfg.method == "gdo":
         return _gdo_config(cfg)
     if cfg.method == "uniform":
-        return UniformConfig(preset=_gdo_config(replace(cfg, budget=None)), multiplier=cfg.multiplier,
-                             budget=cfg.budget, drop_duplicates=dd)
+        return UniformConfig(
+            preset=_gdo_config(replace(cfg, budget=None)),
+            multiplier=cfg.multiplier,
+            budget=cfg.budget,
+            drop_duplicates=dd,
+        )
     if cfg.method == "mmssr":
         return MMSSRConfig(budget=budget, threshold=cfg.threshold, drop_duplicates=dd)
     if cfg.method == "ost":
         return OSTConfig(budget=budget, harmful=cfg.harmful, drop_duplicates=dd)
     if cfg.method in ("pism", "cmab"):
         levels = cfg.levels or DifficultyConfig.levels
-        return DifficultyConfig(signal=cfg.method, levels=levels, plan=not cfg.levels,
-                                budget=cfg.budget, drop_duplicates=dd)
+        return DifficultyConfig(
+            signal=cfg.method,
+            levels=levels,
+            plan=not cfg.levels,
+            budget=cfg.budget,
+            drop_duplicates=dd,
+        )
     if cfg.method in ("random", "full", "per_category"):
         return SimpleConfig(budget=budget, drop_duplicates=dd)
     raise ValueError(f"unknown method {cfg.method!r}; use one of {METHODS}")
 
 
 RUNNERS = {
-    "gdo": gdo_select, "uniform": uniform_select, "mmssr": mmssr_select, "ost": ost_select,
-    "pism": difficulty_select, "cmab": difficulty_select, "random": random_select,
-    "full": full_select, "per_category": per_category_select,
+    "gdo": gdo_select,
+    "uniform": uniform_select,
+    "mmssr": mmssr_select,
+    "ost": ost_select,
+    "pism": difficulty_select,
+    "cmab": difficulty_select,
+    "random": random_select,
+    "full": full_select,
+    "per_category": per_category_select,
 }
 
 
-def _manifest(cfg, mconfig, pool: pa.Table, joined: dict, subset: Subset, order: OrderConfig) -> dict:
+def _manifest(
+    cfg, mconfig, pool: pa.Table, joined: dict, subset: Subset, order: OrderConfig
+) -> dict:
     report = dict(subset.report)
     strata = report.pop("strata_selected", None)
     return {
@@ -173,10 +220,16 @@ def _manifest(cfg, mconfig, pool: pa.Table, joined: dict, subset: Subset, order:
         "job": asdict(cfg) | {"run": None},
         "config": asdict(mconfig),
         "order": asdict(order),
-        "pool": {"rows": pool.num_rows, "fingerprint": pool_fingerprint(pool, pool.column_names),
-                 "joined": joined},
-        "selected": {"rows": int(len(subset.rows)), "distinct": int(len(np.unique(subset.rows))),
-                     "not_selected": int(pool.num_rows - len(np.unique(subset.rows)))},
+        "pool": {
+            "rows": pool.num_rows,
+            "fingerprint": pool_fingerprint(pool, pool.column_names),
+            "joined": joined,
+        },
+        "selected": {
+            "rows": int(len(subset.rows)),
+            "distinct": int(len(np.unique(subset.rows))),
+            "not_selected": int(pool.num_rows - len(np.unique(subset.rows))),
+        },
         "counts": {
             "stage": composition_of(subset.stage),
             **composition(pool, subset.rows, COUNT_COLUMNS),
@@ -188,7 +241,7 @@ def _manifest(cfg, mconfig, pool: pa.Table, joined: dict, subset: Subset, order:
 
 def composition_of(values: np.ndarray) -> dict:
     names, counts = np.unique(values.astype(str), return_counts=True)
-    return {str(k): int(v) for k, v in zip(names, counts)}
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
 
 
 def run_select(cfg: SelectJobConfig) -> dict:
@@ -201,15 +254,21 @@ def run_select(cfg: SelectJobConfig) -> dict:
         raise ValueError(f"unknown order {cfg.order!r}; use one of {ORDERS}")
     pool, joined = load_pool(cfg.run)
     subset = RUNNERS[cfg.method](pool, mconfig, seed=cfg.seed)
-    order = OrderConfig(order=cfg.order, stages=cfg.stages, by=cfg.order_by,
-                        with_replacement=cfg.with_replacement)
+    order = OrderConfig(
+        order=cfg.order, stages=cfg.stages, by=cfg.order_by, with_replacement=cfg.with_replacement
+    )
     subset = apply_order(pool, subset, order, seed=cfg.seed)
     manifest = _manifest(cfg, mconfig, pool, joined, subset, order)
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     ids = pc.take(pool.column("id"), pa.array(subset.rows))
-    table = pa.table({"id": ids, "position": np.arange(len(subset.rows), dtype=np.int64),
-                      "stage": pa.array(subset.stage.astype(str).tolist(), pa.string())})
+    table = pa.table(
+        {
+            "id": ids,
+            "position": np.arange(len(subset.rows), dtype=np.int64),
+            "stage": pa.array(subset.stage.astype(str).tolist(), pa.string()),
+        }
+    )
     write_parquet_atomic(table, os.path.join(tmp, "subset.parquet"))
     if subset.flagged is not None:
         flagged = pool.select(["id", "ost_utility"]).take(pa.array(subset.flagged))
@@ -218,8 +277,11 @@ def run_select(cfg: SelectJobConfig) -> dict:
         json.dump(manifest, handle, indent=2, sort_keys=True, default=_jsonable)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    counts = {"pool": pool.num_rows, "selected": manifest["selected"]["rows"],
-              "not_selected": manifest["selected"]["not_selected"]}
+    counts = {
+        "pool": pool.num_rows,
+        "selected": manifest["selected"]["rows"],
+        "not_selected": manifest["selected"]["not_selected"],
+    }
     mark_complete(out, counts)
     return counts | {"manifest": manifest}
 
@@ -244,8 +306,11 @@ def _tuple(text: str | None) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None) -> SelectJobConfig:
-    p = argparse.ArgumentParser(prog="mmcurate select", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mmcurate select",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--run", required=True, help="run directory (reads scored/, dedup/, clusters/)")
     p.add_argument("--method", default="gdo", choices=METHODS)
     p.add_argument("--preset", default="temp+", help="GDO preset: minloss, diverse, temp, temp+")
@@ -253,7 +318,9 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--order", default="mixing", choices=ORDERS)
     p.add_argument("--stages", default="general,chart,ocr", help="curriculum category stages")
     p.add_argument("--order-by", default=None, help="curriculum by a column ascending (-col: desc)")
-    p.add_argument("--with-replacement", action="store_true", help="balanced: repeat small categories")
+    p.add_argument(
+        "--with-replacement", action="store_true", help="balanced: repeat small categories"
+    )
     p.add_argument("--name", default=None, help="subset name (default METHOD[-PRESET])")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--multiplier", type=float, default=1.0, help="uniform: 10 gives Uni-10x")
@@ -266,11 +333,23 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     a = p.parse_args(argv)
     budget = None if a.budget is None else (int(a.budget) if a.budget >= 1 else a.budget)
     return SelectJobConfig(
-        run=a.run, method=a.method, preset=a.preset, budget=budget, order=a.order,
-        stages=_tuple(a.stages), order_by=a.order_by, with_replacement=a.with_replacement,
-        name=a.name, seed=a.seed, multiplier=a.multiplier, ablation=_tuple(a.ablation),
-        threshold=a.threshold, harmful=a.harmful, levels=_tuple(a.levels),
-        keep_duplicates=a.keep_duplicates, force=a.force,
+        run=a.run,
+        method=a.method,
+        preset=a.preset,
+        budget=budget,
+        order=a.order,
+        stages=_tuple(a.stages),
+        order_by=a.order_by,
+        with_replacement=a.with_replacement,
+        name=a.name,
+        seed=a.seed,
+        multiplier=a.multiplier,
+        ablation=_tuple(a.ablation),
+        threshold=a.threshold,
+        harmful=a.harmful,
+        levels=_tuple(a.levels),
+        keep_duplicates=a.keep_duplicates,
+        force=a.force,
     )
 
 

@@ -100,7 +100,7 @@ def full_select(table: pa.Table, config: SimpleConfig = SimpleConfig(), seed: in
 
 def _equal_shares(sizes: np.ndarray, n: int) -> np.ndarray:
     """Water-filling: equal counts per group, capped by group size, leftovers to the others
-    (the extra units of an uneven split go to the lowest group indices)."""
+    (the extra units of an uneven split go to the groups holding least, then lowest index)."""
     take = np.zeros(len(sizes), dtype=np.int64)
     left = n
     while left > 0:
@@ -109,27 +109,34 @@ def _equal_shares(sizes: np.ndarray, n: int) -> np.ndarray:
             break
         share, extra = divmod(left, len(open_))
         add = np.full(len(open_), share)
-        add[:extra] += 1
+        add[np.lexsort((open_, take[open_]))[:extra]] += 1
         add = np.minimum(add, sizes[open_] - take[open_])
         take[open_] += add
         left -= int(add.sum())
     return take
 
 
-def per_category_select(table: pa.Table, config: SimpleConfig = SimpleConfig(), seed: int = 0) -> Subset:
+def per_category_select(
+    table: pa.Table, config: SimpleConfig = SimpleConfig(), seed: int = 0
+) -> Subset:
     """Uniform per category: the budget split equally over categories, random within each."""
     require_columns(table, ["category"], "uniform-per-category")
     mask, report = eligible_mask(table, config.drop_duplicates)
     rows = np.flatnonzero(mask)
     n = resolve_budget(config.budget, len(rows))
-    cats = np.asarray(string_column(table, "category", "unknown").to_numpy(zero_copy_only=False), dtype=object)[rows]
+    cats = np.asarray(
+        string_column(table, "category", "unknown").to_numpy(zero_copy_only=False), dtype=object
+    )[rows]
     names, codes = np.unique(cats.astype(str), return_inverse=True)
     take = _equal_shares(np.bincount(codes, minlength=len(names)), n)
     rng = np.random.default_rng(seed)
     parts = [rng.permutation(rows[codes == k])[: take[k]] for k in range(len(names))]
     out = _seeded_perm(np.concatenate(parts) if parts else rows[:0], seed + 1)
-    report.update(method="per_category", budget={"requested": config.budget, "count": n},
-                  per_category={str(k): int(v) for k, v in zip(names, take)})
+    report.update(
+        method="per_category",
+        budget={"requested": config.budget, "count": n},
+        per_category={str(k): int(v) for k, v in zip(names, take, strict=True)},
+    )
     return _one_stage(out, report)
 
 
@@ -145,10 +152,14 @@ def ost_select(table: pa.Table, config: OSTConfig = OSTConfig(), seed: int = 0) 
     n = resolve_budget(config.budget, int(mask.sum()))
     k = resolve_budget(config.harmful, int(mask.sum())) if config.harmful else 0
     selected, flagged = order[:n], order[::-1][:k]
-    report.update(method="ost", budget={"requested": config.budget, "count": int(len(selected))},
-                  no_utility=int(mask.sum() - len(rows)), flagged_harmful=int(len(flagged)),
-                  utility_cut=float(util[selected[-1]]) if len(selected) else None,
-                  harmful_cut=float(util[flagged[-1]]) if len(flagged) else None)
+    report.update(
+        method="ost",
+        budget={"requested": config.budget, "count": int(len(selected))},
+        no_utility=int(mask.sum() - len(rows)),
+        flagged_harmful=int(len(flagged)),
+        utility_cut=float(util[selected[-1]]) if len(selected) else None,
+        harmful_cut=float(util[flagged[-1]]) if len(flagged) else None,
+    )
     sub = _one_stage(selected, report)
     sub.flagged = flagged
     return sub
@@ -172,8 +183,10 @@ def cmab_levels(ratio: np.ndarray) -> np.ndarray:
 
 def difficulty_levels(table: pa.Table, signal: str) -> tuple[np.ndarray, str]:
     """The level per row (None when unknown) and where it came from."""
-    label, value, fn = {"pism": ("pism_label", "pism_lambda", pism_levels),
-                        "cmab": ("cmab_label", "cmab_ratio", cmab_levels)}[signal]
+    label, value, fn = {
+        "pism": ("pism_label", "pism_lambda", pism_levels),
+        "cmab": ("cmab_label", "cmab_ratio", cmab_levels),
+    }[signal]
     if has_column(table, label):
         lv = np.asarray(table.column(label).to_numpy(zero_copy_only=False), dtype=object)
         lv = np.array([x.lower() if isinstance(x, str) else None for x in lv], dtype=object)
@@ -192,7 +205,9 @@ def _level_rows(levels: np.ndarray, mask: np.ndarray, wanted, budget, seed: int)
     return rows if n is None else rows[:n]
 
 
-def difficulty_select(table: pa.Table, config: DifficultyConfig = DifficultyConfig(), seed: int = 0) -> Subset:
+def difficulty_select(
+    table: pa.Table, config: DifficultyConfig = DifficultyConfig(), seed: int = 0
+) -> Subset:
     """PISM / CMAB subsets: chosen levels, or the plan (sft stage then grpo stage; rows of a
     level in both, medium by default, appear in both stages)."""
     bad = set(config.levels + config.sft_levels + config.grpo_levels) - set(LEVELS)
@@ -205,11 +220,17 @@ def difficulty_select(table: pa.Table, config: DifficultyConfig = DifficultyConf
     report.update(method=config.signal, levels_from=source, level_counts=counts)
     if not config.plan:
         rows = _level_rows(levels, mask, config.levels, config.budget, seed)
-        report.update(levels=list(config.levels), budget={"requested": config.budget, "count": int(len(rows))})
+        report.update(
+            levels=list(config.levels), budget={"requested": config.budget, "count": int(len(rows))}
+        )
         return _one_stage(rows, report, "+".join(config.levels))
     sft = _level_rows(levels, mask, config.sft_levels, config.budget, seed)
     grpo = _level_rows(levels, mask, config.grpo_levels, config.budget, seed + 1)
     stage = np.array(["sft"] * len(sft) + ["grpo"] * len(grpo), dtype=object)
-    report.update(plan={"sft": {"levels": list(config.sft_levels), "count": int(len(sft))},
-                        "grpo": {"levels": list(config.grpo_levels), "count": int(len(grpo))}})
+    report.update(
+        plan={
+            "sft": {"levels": list(config.sft_levels), "count": int(len(sft))},
+            "grpo": {"levels": list(config.grpo_levels), "count": int(len(grpo))},
+        }
+    )
     return Subset(rows=np.concatenate([sft, grpo]), stage=stage, report=report)

@@ -215,12 +215,18 @@ def resolve_budget(budget: float | int | None, pool: int) -> int | None:
 def _array_bytes(arr: pa.Array) -> bytes:
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         arr = pc.fill_null(arr.cast(pa.large_string()), "\x00null")
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+            arr.offset : arr.offset + len(arr) + 1
+        ]
         data = arr.buffers()[2]
         start, end = int(offsets[0]), int(offsets[-1])
         body = b"" if data is None else data.to_pybytes()[start:end]
         return (offsets - start).tobytes() + body
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
+    if (
+        pa.types.is_integer(arr.type)
+        or pa.types.is_floating(arr.type)
+        or pa.types.is_boolean(arr.type)
+    ):
         return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).tobytes()
     return str(arr.to_pylist()).encode()
 
@@ -244,7 +250,9 @@ def composition(table: pa.Table, rows: np.ndarray, columns: list[str]) -> dict:
         if not has_column(table, name):
             continue
         vals = pc.take(table.column(name).combine_chunks(), idx)
-        counts = pc.value_counts(pc.cast(vals, pa.string()) if not pa.types.is_string(vals.type) else vals)
+        counts = pc.value_counts(
+            pc.cast(vals, pa.string()) if not pa.types.is_string(vals.type) else vals
+        )
         pairs = sorted(
             ((str(v["values"]), int(v["counts"])) for v in counts.to_pylist()),
             key=lambda kv: (-kv[1], kv[0]),

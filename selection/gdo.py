@@ -39,7 +39,14 @@ from selection.gdo_score import (
 )
 from selection.gdo_strata import largest_remainder, pool_fields, recommend_budget, stratum_codes
 
-__all__ = ["GDOConfig", "PRESETS", "REFERENCE_POOL_ROWS", "UniformConfig", "gdo_select", "uniform_select"]
+__all__ = [
+    "GDOConfig",
+    "PRESETS",
+    "REFERENCE_POOL_ROWS",
+    "UniformConfig",
+    "gdo_select",
+    "uniform_select",
+]
 
 # The preset counts (min / max count, VDS3 positives) are the reference's values for a pool of
 # about this many QA rows; they scale linearly with the pool.
@@ -79,32 +86,84 @@ class GDOConfig:
 
 PRESETS = {
     "minloss": GDOConfig(
-        name="minloss", min_count=12000, max_count=72000, max_ratio=0.014, strata_mult=16.0,
-        coverage_mass=0.93, tail_target=3.5, vds3_target_positive=2600, vds3_max_mult=1.6,
-        min_video_ratio=0.15, max_video_ratio=0.32, min_temporal_in_video_ratio=0.05,
-        oversample=1.15, video_oversample=1.45, temporal_oversample=1.55, source_floor_topk=14,
-        min_source_group_ratio=0.0015, source_floor_frac_of_expected=0.33,
+        name="minloss",
+        min_count=12000,
+        max_count=72000,
+        max_ratio=0.014,
+        strata_mult=16.0,
+        coverage_mass=0.93,
+        tail_target=3.5,
+        vds3_target_positive=2600,
+        vds3_max_mult=1.6,
+        min_video_ratio=0.15,
+        max_video_ratio=0.32,
+        min_temporal_in_video_ratio=0.05,
+        oversample=1.15,
+        video_oversample=1.45,
+        temporal_oversample=1.55,
+        source_floor_topk=14,
+        min_source_group_ratio=0.0015,
+        source_floor_frac_of_expected=0.33,
     ),
     "diverse": GDOConfig(
-        name="diverse", min_count=14000, max_count=95000, max_ratio=0.016, strata_mult=26.0,
-        coverage_mass=0.97, tail_target=8.0, vds3_target_positive=5000, vds3_max_mult=2.4,
-        min_video_ratio=0.25, max_video_ratio=0.45, min_temporal_in_video_ratio=0.15,
-        oversample=1.28, video_oversample=1.9, temporal_oversample=2.2, source_floor_topk=28,
-        min_source_group_ratio=0.0030, source_floor_frac_of_expected=0.45,
+        name="diverse",
+        min_count=14000,
+        max_count=95000,
+        max_ratio=0.016,
+        strata_mult=26.0,
+        coverage_mass=0.97,
+        tail_target=8.0,
+        vds3_target_positive=5000,
+        vds3_max_mult=2.4,
+        min_video_ratio=0.25,
+        max_video_ratio=0.45,
+        min_temporal_in_video_ratio=0.15,
+        oversample=1.28,
+        video_oversample=1.9,
+        temporal_oversample=2.2,
+        source_floor_topk=28,
+        min_source_group_ratio=0.0030,
+        source_floor_frac_of_expected=0.45,
     ),
     "temp": GDOConfig(
-        name="temp", min_count=15000, max_count=90000, max_ratio=0.016, strata_mult=20.0,
-        coverage_mass=0.95, tail_target=10.0, vds3_target_positive=6500, vds3_max_mult=2.4,
-        min_video_ratio=0.35, max_video_ratio=0.50, min_temporal_in_video_ratio=0.20,
-        oversample=1.30, video_oversample=2.2, temporal_oversample=3.0, source_floor_topk=18,
-        min_source_group_ratio=0.0022, source_floor_frac_of_expected=0.38,
+        name="temp",
+        min_count=15000,
+        max_count=90000,
+        max_ratio=0.016,
+        strata_mult=20.0,
+        coverage_mass=0.95,
+        tail_target=10.0,
+        vds3_target_positive=6500,
+        vds3_max_mult=2.4,
+        min_video_ratio=0.35,
+        max_video_ratio=0.50,
+        min_temporal_in_video_ratio=0.20,
+        oversample=1.30,
+        video_oversample=2.2,
+        temporal_oversample=3.0,
+        source_floor_topk=18,
+        min_source_group_ratio=0.0022,
+        source_floor_frac_of_expected=0.38,
     ),
     "temp+": GDOConfig(
-        name="temp+", min_count=16000, max_count=110000, max_ratio=0.018, strata_mult=22.0,
-        coverage_mass=0.95, tail_target=16.0, vds3_target_positive=9000, vds3_max_mult=3.2,
-        min_video_ratio=0.50, max_video_ratio=0.64, min_temporal_in_video_ratio=0.38,
-        oversample=1.35, video_oversample=2.9, temporal_oversample=4.2, source_floor_topk=16,
-        min_source_group_ratio=0.0025, source_floor_frac_of_expected=0.38,
+        name="temp+",
+        min_count=16000,
+        max_count=110000,
+        max_ratio=0.018,
+        strata_mult=22.0,
+        coverage_mass=0.95,
+        tail_target=16.0,
+        vds3_target_positive=9000,
+        vds3_max_mult=3.2,
+        min_video_ratio=0.50,
+        max_video_ratio=0.64,
+        min_temporal_in_video_ratio=0.38,
+        oversample=1.35,
+        video_oversample=2.9,
+        temporal_oversample=4.2,
+        source_floor_topk=16,
+        min_source_group_ratio=0.0025,
+        source_floor_frac_of_expected=0.38,
     ),
 }
 
@@ -165,10 +224,18 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     video = _video_codes(video_ids, is_video)
     report.update(quality=qinfo, temporal_from=fields.temporal_source, strata=len(labels))
     return _Pool(
-        rows=rows, text=text_codes(q, a), video=video, is_video=is_video,
+        rows=rows,
+        text=text_codes(q, a),
+        video=video,
+        is_video=is_video,
         temporal=is_video & np.isin(fields.values["temporal"], TEMPORAL_CATEGORIES),
-        stratum=stratum, stratum_labels=labels, group=codes["source_group"][0],
-        group_labels=codes["source_group"][1], score=score, vds3=vds3, has_metrics=has,
+        stratum=stratum,
+        stratum_labels=labels,
+        group=codes["source_group"][0],
+        group_labels=codes["source_group"][1],
+        score=score,
+        vds3=vds3,
+        has_metrics=has,
         report=report,
     )
 
@@ -200,15 +267,28 @@ def _budget(pool: _Pool, config: GDOConfig) -> tuple[int, dict]:
     if fixed is not None:
         return fixed, {"mode": "fixed", "requested": config.budget, "count": fixed}
     rule = asdict(config)
-    rule.update(min_count=_scaled(config.min_count, total), max_count=_scaled(config.max_count, total))
+    rule.update(
+        min_count=_scaled(config.min_count, total), max_count=_scaled(config.max_count, total)
+    )
     n, info = recommend_budget(np.bincount(pool.stratum), total, rule)
-    pos = float((pool.vds3[pool.has_metrics] > config.vds3_threshold).mean()) if pool.has_metrics.any() else 0.0
+    pos = (
+        float((pool.vds3[pool.has_metrics] > config.vds3_threshold).mean())
+        if pool.has_metrics.any()
+        else 0.0
+    )
     if pos > 0:
         want = int(math.ceil(_scaled(config.vds3_target_positive, total) / pos))
         high = int(math.floor(total * config.max_ratio)) or total
-        cap = min(total, rule["max_count"], int(math.ceil(n * max(1.0, config.vds3_max_mult))), high)
+        cap = min(
+            total, rule["max_count"], int(math.ceil(n * max(1.0, config.vds3_max_mult))), high
+        )
         adjusted = max(1, min(max(n, want), cap, total))
-        info["vds3_adjustment"] = {"positive_ratio": pos, "n_from_vds3": want, "cap": cap, "adjusted": adjusted}
+        info["vds3_adjustment"] = {
+            "positive_ratio": pos,
+            "n_from_vds3": want,
+            "cap": cap,
+            "adjusted": adjusted,
+        }
         n = adjusted
     info.update(scaled_min_count=rule["min_count"], scaled_max_count=rule["max_count"], count=n)
     return n, info
@@ -224,7 +304,9 @@ def _candidates(pool: _Pool, quotas: np.ndarray, config: GDOConfig, tie: np.ndar
     mult = np.full(n_strata, max(config.oversample, 1.0))
     mult = np.where(video_s, np.maximum(mult, config.video_oversample), mult)
     mult = np.where(temporal_s, np.maximum(mult, config.temporal_oversample), mult)
-    caps = np.where(quotas > 0, np.maximum(quotas, np.ceil(quotas * mult - 1e-9).astype(np.int64)), 0)
+    caps = np.where(
+        quotas > 0, np.maximum(quotas, np.ceil(quotas * mult - 1e-9).astype(np.int64)), 0
+    )
     order = np.lexsort((-tie, -pool.score, pool.stratum))
     starts = np.searchsorted(pool.stratum[order], np.arange(n_strata))
     rank = np.arange(len(order)) - starts[pool.stratum[order]]
@@ -261,7 +343,9 @@ def gdo_select(table: pa.Table, config: GDOConfig = PRESETS["temp+"], seed: int 
     target, budget_info = _budget(pool, config)
     tie = np.random.default_rng(seed).random(len(pool.rows))
     quotas = largest_remainder(np.bincount(pool.stratum), target)
-    video_quota = int(largest_remainder(np.array([(~pool.is_video).sum(), pool.is_video.sum()]), target)[1])
+    video_quota = int(
+        largest_remainder(np.array([(~pool.is_video).sum(), pool.is_video.sum()]), target)[1]
+    )
     min_video = int(math.ceil(config.min_video_ratio * target))
     max_video = max(min_video, min(int(math.floor(config.max_video_ratio * target)), target))
     min_temporal = int(math.ceil(config.min_temporal_in_video_ratio * max(min_video, video_quota)))
@@ -271,21 +355,43 @@ def gdo_select(table: pa.Table, config: GDOConfig = PRESETS["temp+"], seed: int 
     greedy.fill(cand[pool.is_video[cand]], min_video - greedy.video_taken, "hard_video")
     floors = _floors(pool, target, config)
     for g, need in floors.items():
-        greedy.fill(cand[pool.group[cand] == g], need - greedy.group_count(g), f"source_floor::{pool.group_labels[g]}")
+        greedy.fill(
+            cand[pool.group[cand] == g],
+            need - greedy.group_count(g),
+            f"source_floor::{pool.group_labels[g]}",
+        )
     greedy.fill_quotas(cand, quotas)
     greedy.fill(cand, target - greedy.size, "global_fill")
-    greedy.fill(np.random.default_rng(seed + 1).permutation(len(pool.rows)), target - greedy.size, "random_fill")
+    greedy.fill(
+        np.random.default_rng(seed + 1).permutation(len(pool.rows)),
+        target - greedy.size,
+        "random_fill",
+    )
     picked = greedy.picked()
-    report = dict(pool.report, method="gdo", preset=config.name, budget=budget_info, constraints={
-        "min_temporal_video": min_temporal, "min_video": min_video, "max_video": max_video,
-        "video_quota": video_quota, "source_floors": {pool.group_labels[g]: v for g, v in floors.items()},
-        "candidates": int(len(cand)), **greedy.report(),
-    })
+    report = dict(
+        pool.report,
+        method="gdo",
+        preset=config.name,
+        budget=budget_info,
+        constraints={
+            "min_temporal_video": min_temporal,
+            "min_video": min_video,
+            "max_video": max_video,
+            "video_quota": video_quota,
+            "source_floors": {pool.group_labels[g]: v for g, v in floors.items()},
+            "candidates": int(len(cand)),
+            **greedy.report(),
+        },
+    )
     report["strata_selected"] = greedy.strata_report(pool.stratum_labels, quotas)
-    return Subset(rows=pool.rows[picked], stage=np.full(len(picked), "all", dtype=object), report=report)
+    return Subset(
+        rows=pool.rows[picked], stage=np.full(len(picked), "all", dtype=object), report=report
+    )
 
 
-def uniform_select(table: pa.Table, config: UniformConfig = UniformConfig(), seed: int = 0) -> Subset:
+def uniform_select(
+    table: pa.Table, config: UniformConfig = UniformConfig(), seed: int = 0
+) -> Subset:
     """GDO's uniform control (x multiplier, 10 is Uni-10x): a seeded shuffle taken in order with
     one row per q|||a and at most max_qa_per_video per video; text duplicates then fill if short."""
     preset = replace(config.preset, budget=config.budget, drop_duplicates=config.drop_duplicates)
@@ -300,6 +406,14 @@ def uniform_select(table: pa.Table, config: UniformConfig = UniformConfig(), see
     greedy.max_per_video = 1 << 62
     greedy.fill(order, target - greedy.size, "uniform_any")
     picked = greedy.picked()
-    report = dict(pool.report, method="uniform", preset=preset.name, multiplier=config.multiplier,
-                  budget=dict(budget_info, base=base, count=target), constraints=greedy.report())
-    return Subset(rows=pool.rows[picked], stage=np.full(len(picked), "all", dtype=object), report=report)
+    report = dict(
+        pool.report,
+        method="uniform",
+        preset=preset.name,
+        multiplier=config.multiplier,
+        budget=dict(budget_info, base=base, count=target),
+        constraints=greedy.report(),
+    )
+    return Subset(
+        rows=pool.rows[picked], stage=np.full(len(picked), "all", dtype=object), report=report
+    )

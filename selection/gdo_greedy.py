@@ -19,7 +19,11 @@ class Greedy:
 
     def __init__(self, pool, target: int, max_video: int, max_per_video: int) -> None:
         n = len(pool.rows)
-        self.target, self.max_video, self.max_per_video = int(target), int(max_video), int(max_per_video)
+        self.target, self.max_video, self.max_per_video = (
+            int(target),
+            int(max_video),
+            int(max_per_video),
+        )
         self.dedup_text = True
         self._text = pool.text.tolist()
         self._video = pool.video.tolist()
@@ -82,7 +86,9 @@ class Greedy:
         for s in np.flatnonzero(quotas > have):
             if self.size >= self.target:
                 break
-            unmet += self.fill(by_stratum[bounds[s] : bounds[s + 1]], quotas[s] - have[s], "stratum_quota")
+            unmet += self.fill(
+                by_stratum[bounds[s] : bounds[s + 1]], quotas[s] - have[s], "stratum_quota"
+            )
         self.unmet.pop("stratum_quota", None)
         if unmet:
             self.unmet["stratum_quota"] = int(unmet)
@@ -104,5 +110,7 @@ class Greedy:
 
     def strata_report(self, labels: list[str], quotas: np.ndarray) -> dict:
         got = np.bincount(self._stratum[self.picked()], minlength=len(labels))
-        return {labels[s]: {"quota": int(quotas[s]), "selected": int(got[s])}
-                for s in np.flatnonzero((quotas > 0) | (got > 0))}
+        return {
+            labels[s]: {"quota": int(quotas[s]), "selected": int(got[s])}
+            for s in np.flatnonzero((quotas > 0) | (got > 0))
+        }

@@ -88,8 +88,10 @@ def merged_quality(table: pa.Table) -> tuple[np.ndarray, dict]:
     temporal, has_temporal = _column_or(table, "temporal", 0.5)
     dist, has_dist = _column_or(table, "cluster_dist", 0.0)
     stab, has_stab = _column_or(table, "stability", np.nan)
-    z = {k: np.nan_to_num(robust_z(v)) for k, v in
-         {"vds": vds, "ppl": ppl, "motion": motion, "fdiv": fdiv}.items()}
+    z = {
+        k: np.nan_to_num(robust_z(v))
+        for k, v in {"vds": vds, "ppl": ppl, "motion": motion, "fdiv": fdiv}.items()
+    }
     sc_fallback = sigmoid(0.6 * z["vds"] - 0.2 * np.abs(z["ppl"]))
     sc = np.where(np.isfinite(stab), stab, sc_fallback)
     rep = np.exp(-np.nan_to_num(dist, nan=0.0))
@@ -103,8 +105,15 @@ def merged_quality(table: pa.Table) -> tuple[np.ndarray, dict]:
         + 0.06 * (1.0 - rep)
     )
     info = {
-        "present": {"vds": has_vds, "ppl": has_ppl, "motion": has_motion, "frame_div": has_fdiv,
-                    "temporal": has_temporal, "cluster_dist": has_dist, "stability": has_stab},
+        "present": {
+            "vds": has_vds,
+            "ppl": has_ppl,
+            "motion": has_motion,
+            "frame_div": has_fdiv,
+            "temporal": has_temporal,
+            "cluster_dist": has_dist,
+            "stability": has_stab,
+        },
         "sc_fallback_rows": int((~np.isfinite(stab)).sum()),
     }
     return quality, info
@@ -115,7 +124,11 @@ def text_quality(q_tokens: np.ndarray, a_tokens: np.ndarray, a_distinct: np.ndar
     qn = np.maximum(1, q_tokens).astype(np.float64)
     an = np.maximum(1, a_tokens).astype(np.float64)
     repeat_pen = np.maximum(0.0, 0.55 - a_distinct / an)
-    return -np.abs(np.log(qn) - np.log(14.0)) - 1.25 * np.abs(np.log(an) - np.log(16.0)) - 1.2 * repeat_pen
+    return (
+        -np.abs(np.log(qn) - np.log(14.0))
+        - 1.25 * np.abs(np.log(an) - np.log(16.0))
+        - 1.2 * repeat_pen
+    )
 
 
 def difficulty_score(q_tokens: np.ndarray, a_tokens: np.ndarray) -> np.ndarray:
@@ -166,16 +179,22 @@ def metric_terms(
     """
     n = table.num_rows
     loss = float_column(table, "loss") if has_column(table, "loss") else np.full(n, np.nan)
-    blind = float_column(table, "loss_blind") if has_column(table, "loss_blind") else np.full(n, np.nan)
+    blind = (
+        float_column(table, "loss_blind") if has_column(table, "loss_blind") else np.full(n, np.nan)
+    )
     vds = float_column(table, "vds") if has_column(table, "vds") else blind - loss
-    fdiv = float_column(table, "frame_div") if has_column(table, "frame_div") else np.full(n, np.nan)
+    fdiv = (
+        float_column(table, "frame_div") if has_column(table, "frame_div") else np.full(n, np.nan)
+    )
     has = np.isfinite(loss) & np.isfinite(blind) | np.isfinite(vds)
     z_fd = _mean_std_z(fdiv, has, cap)
     full = np.isfinite(loss) & np.isfinite(blind) & np.isfinite(fdiv)
     vds3 = np.where(
         full,
         -_mean_std_z(loss, has, cap) + _mean_std_z(blind, has, cap) + z_fd,
-        np.where(np.isfinite(fdiv), _mean_std_z(vds, has, cap) + 0.5 * z_fd, _mean_std_z(vds, has, cap)),
+        np.where(
+            np.isfinite(fdiv), _mean_std_z(vds, has, cap) + 0.5 * z_fd, _mean_std_z(vds, has, cap)
+        ),
     )
     vds3 = np.where(has, vds3, 0.0)
     z_quality = np.where(has, _mean_std_z(quality, has, cap), 0.0)

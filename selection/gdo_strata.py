@@ -20,7 +20,6 @@ from selection.common import (
     has_column,
     per_unique,
     string_column,
-    token_counts,
 )
 
 __all__ = [
@@ -86,10 +85,13 @@ class PoolFields:
     temporal_source: str
 
 
-def _temporal_category(table: pa.Table, is_video: np.ndarray, q_raw: pa.Array) -> tuple[np.ndarray, str]:
+def _temporal_category(
+    table: pa.Table, is_video: np.ndarray, q_raw: pa.Array
+) -> tuple[np.ndarray, str]:
     """Temporal / Mixed / Static. From the `temporal` descriptor (1 / 0.5 / 0) where present,
     else GDO's keyword pattern on the question (Temporal if it matches, Mixed otherwise).
     Non-video rows are Static."""
+
     def keyword(values: pa.Array) -> np.ndarray:
         return pc.match_substring_regex(values, TEMPORAL_PATTERN).to_numpy(zero_copy_only=False)
 
@@ -107,7 +109,9 @@ def pool_fields(
     table: pa.Table, q_raw: pa.Array, q_tokens: np.ndarray, a_tokens: np.ndarray
 ) -> PoolFields:
     """The seven stratum fields of every row."""
-    media = np.asarray(string_column(table, "media_type", "image").to_numpy(zero_copy_only=False), dtype=object)
+    media = np.asarray(
+        string_column(table, "media_type", "image").to_numpy(zero_copy_only=False), dtype=object
+    )
     is_video = media == "video"
     frames = float_column(table, "num_frames") if has_column(table, "num_frames") else None
     if frames is None:
@@ -180,9 +184,14 @@ def recommend_budget(stratum_counts: np.ndarray, total: int, rule: dict) -> tupl
     n = max(rule["min_count"], low, n_eff, n_tail)
     n = max(1, min(n, rule["max_count"], high, total))
     info = {
-        "mode": "distribution_auto", "effective_strata": effective, "covered_strata": covered,
-        "tail_prob_at_coverage": p_tail, "n_from_effective_strata": n_eff,
-        "n_from_tail_coverage": n_tail, "n_from_min_ratio": low, "n_from_max_ratio": high,
+        "mode": "distribution_auto",
+        "effective_strata": effective,
+        "covered_strata": covered,
+        "tail_prob_at_coverage": p_tail,
+        "n_from_effective_strata": n_eff,
+        "n_from_tail_coverage": n_tail,
+        "n_from_min_ratio": low,
+        "n_from_max_ratio": high,
         "recommended_count": n,
     }
     return n, info

@@ -25,7 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selection.common import Subset, eligible_mask, float_column, require_columns, resolve_budget, string_column
+from selection.common import (
+    Subset,
+    eligible_mask,
+    float_column,
+    require_columns,
+    resolve_budget,
+    string_column,
+)
 from selection.synthetic import CAPABILITIES
 
 __all__ = ["MMSSRConfig", "StyleBins", "mmssr_select", "style_bins"]
@@ -66,7 +73,9 @@ def style_bins(table: pa.Table) -> StyleBins:
     order = np.argsort(np.array(names, dtype=object), kind="stable")
     remap = np.empty(len(names), dtype=np.int64)
     remap[order] = np.arange(len(names))
-    codes = remap[enc.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, np.int64)
+    codes = (
+        remap[enc.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, np.int64)
+    )
     keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False) if len(flat) else np.zeros(0, bool)
     pairs = np.unique(parents[keep] * max(len(names), 1) + codes[keep])
     rows, bins = pairs // max(len(names), 1), pairs % max(len(names), 1)
@@ -84,7 +93,9 @@ class _CapIndex:
         counts = sb.offsets[rows + 1] - sb.offsets[rows]
         pair_row = np.repeat(rows, counts)
         starts = np.repeat(sb.offsets[rows] - np.cumsum(counts) + counts, counts)
-        pair_bin = sb.bins[starts + np.arange(len(pair_row))] if len(pair_row) else np.zeros(0, np.int64)
+        pair_bin = (
+            sb.bins[starts + np.arange(len(pair_row))] if len(pair_row) else np.zeros(0, np.int64)
+        )
         _, srank = np.unique(-score[pair_row], return_inverse=True)
         order = np.argsort(pair_bin * (srank.max(initial=0) + 1) + srank, kind="stable")
         self.rows = pair_row[order]
@@ -133,7 +144,10 @@ def mmssr_select(table: pa.Table, config: MMSSRConfig = MMSSRConfig(), seed: int
     sb = style_bins(table)
     tie_rank = np.empty(table.num_rows, dtype=np.int64)
     tie_rank[np.random.default_rng(seed).permutation(table.num_rows)] = np.arange(table.num_rows)
-    scores = {c: np.nan_to_num(float_column(table, col), nan=-np.inf) for c, col in zip(config.capabilities, cols)}
+    scores = {
+        c: np.nan_to_num(float_column(table, col), nan=-np.inf)
+        for c, col in zip(config.capabilities, cols, strict=True)
+    }
     cands = {c: mask & (s > config.threshold) for c, s in scores.items()}
     index = {c: _CapIndex(scores[c], cands[c], sb, tie_rank) for c in config.capabilities}
     chosen = ~mask  # ineligible rows count as taken
@@ -164,9 +178,16 @@ def mmssr_select(table: pa.Table, config: MMSSRConfig = MMSSRConfig(), seed: int
                 break
         active = [c for c in active if c not in dropped]
     rows = np.concatenate(picked) if picked else np.zeros(0, np.int64)
-    report.update(method="mmssr", budget={"requested": config.budget, "count": target},
-                  threshold=config.threshold, rounds=rounds, selected=int(len(rows)),
-                  unmet=int(target - len(rows)), per_capability=per_cap, bins=len(sb.labels))
+    report.update(
+        method="mmssr",
+        budget={"requested": config.budget, "count": target},
+        threshold=config.threshold,
+        rounds=rounds,
+        selected=int(len(rows)),
+        unmet=int(target - len(rows)),
+        per_capability=per_cap,
+        bins=len(sb.labels),
+    )
     return Subset(rows=rows, stage=np.full(len(rows), "all", dtype=object), report=report)
 
 

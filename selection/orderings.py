@@ -33,7 +33,9 @@ class OrderConfig:
 
     order: str = "mixing"
     stages: tuple[str, ...] = ("general", "chart", "ocr")
-    by: str | None = None  # a difficulty column, ascending (e.g. ppl, loss, pism_lambda desc: use -)
+    by: str | None = (
+        None  # a difficulty column, ascending (e.g. ppl, loss, pism_lambda desc: use -)
+    )
     n_stages: int = 3
     with_replacement: bool = False
 
@@ -60,7 +62,9 @@ def _curriculum(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
         return order, np.array([f"{col}_{i + 1}of{n}" for i in stage_idx], dtype=object)
     cats = _categories(table, rows)
     names = [*config.stages, "other"]
-    rank = np.array([names.index(c) if c in config.stages else len(config.stages) for c in cats], dtype=np.int64)
+    rank = np.array(
+        [names.index(c) if c in config.stages else len(config.stages) for c in cats], dtype=np.int64
+    )
     order = np.lexsort((rng.random(len(rows)), rank))
     return rows[order], np.array([names[r] for r in rank[order]], dtype=object)
 
@@ -71,7 +75,9 @@ def _balanced(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
     groups = [rng.permutation(rows[codes == k]) for k in range(len(names))]
     if config.with_replacement:
         longest = max((len(g) for g in groups), default=0)
-        groups = [np.concatenate([g, rng.choice(g, longest - len(g))]) if len(g) else g for g in groups]
+        groups = [
+            np.concatenate([g, rng.choice(g, longest - len(g))]) if len(g) else g for g in groups
+        ]
     # Round r takes the r-th row of every category that still has one: a category's rows sit
     # at round r, ordered by category inside the round.
     rnd = np.concatenate([np.arange(len(g)) for g in groups]) if groups else np.zeros(0, np.int64)
@@ -99,9 +105,16 @@ def apply_order(table: pa.Table, subset: Subset, config: OrderConfig, seed: int 
         rows, stage = _curriculum(table, subset.rows, config, rng)
         if config.order == "reverse_curriculum":
             rows, stage = _reverse_stages(rows, stage)
-    report = dict(subset.report, order={"order": config.order, "stages": list(config.stages),
-                                        "by": config.by, "n_stages": config.n_stages,
-                                        "with_replacement": config.with_replacement})
+    report = dict(
+        subset.report,
+        order={
+            "order": config.order,
+            "stages": list(config.stages),
+            "by": config.by,
+            "n_stages": config.n_stages,
+            "with_replacement": config.with_replacement,
+        },
+    )
     return Subset(rows=rows, stage=stage, report=report, flagged=subset.flagged)
 
 
@@ -111,7 +124,9 @@ def _reverse_stages(rows: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np
     _, first = np.unique(stage, return_index=True)
     rank_of = {stage[i]: r for r, i in enumerate(np.sort(first))}
     rank = np.array([rank_of[s] for s in stage])
-    order = np.lexsort((np.arange(len(rows))[::-1] if _is_graded(stage) else np.arange(len(rows)), -rank))
+    order = np.lexsort(
+        (np.arange(len(rows))[::-1] if _is_graded(stage) else np.arange(len(rows)), -rank)
+    )
     return rows[order], stage[order]
 
 
@@ -125,7 +140,10 @@ def _within_stages(table, subset, config, rng) -> tuple[np.ndarray, np.ndarray]:
     _, first = np.unique(subset.stage, return_index=True)
     for i in np.sort(first):
         name = subset.stage[i]
-        part = Subset(rows=subset.rows[subset.stage == name], stage=np.full((subset.stage == name).sum(), "x", dtype=object))
+        part = Subset(
+            rows=subset.rows[subset.stage == name],
+            stage=np.full((subset.stage == name).sum(), "x", dtype=object),
+        )
         ordered = apply_order(table, part, config, int(rng.integers(1 << 31)))
         rows_out.append(ordered.rows)
         stage_out.append(np.full(len(ordered.rows), name, dtype=object))

@@ -94,7 +94,9 @@ def _messages(question: pa.Array, answer: pa.Array, media_type: np.ndarray) -> p
     n = len(question)
     prefix = pc.take(pa.array(["<image>\n", "<video>\n", ""]), pa.array(media_type))
     user = pc.binary_join_element_wise(prefix, question, "")
-    content = pc.take(pa.concat_arrays([user, answer]), pa.array(np.arange(2 * n) % 2 * n + np.arange(2 * n) // 2))
+    content = pc.take(
+        pa.concat_arrays([user, answer]), pa.array(np.arange(2 * n) % 2 * n + np.arange(2 * n) // 2)
+    )
     role = pc.take(pa.array(["user", "assistant"]), pa.array(np.arange(2 * n) % 2))
     structs = pa.StructArray.from_arrays([role, content], fields=list(MESSAGE_TYPE))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), structs)
@@ -142,7 +144,10 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
             pa.nulls(n, pa.string()),
         ),
         "messages": _messages(question, answer, media),
-        "category": pc.take(pa.array(CATEGORIES), pa.array(np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n)))),
+        "category": pc.take(
+            pa.array(CATEGORIES),
+            pa.array(np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))),
+        ),
         "answer": answer,
         "motion": motion,
         "frame_div": np.where(is_video, rng.beta(2, 8, n), 0.0),

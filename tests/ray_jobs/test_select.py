@@ -49,8 +49,23 @@ def test_registered():
 
 def test_gdo_subset_and_manifest(tmp_path, table, capsys):
     run = make_run(tmp_path / "run", table)
-    assert main(["--run", run, "--method", "gdo", "--preset", "temp+", "--budget", "0.1",
-                 "--order", "curriculum"]) == 0
+    assert (
+        main(
+            [
+                "--run",
+                run,
+                "--method",
+                "gdo",
+                "--preset",
+                "temp+",
+                "--budget",
+                "0.1",
+                "--order",
+                "curriculum",
+            ]
+        )
+        == 0
+    )
     assert "stage" in capsys.readouterr().out
     sub, man = read(run, "gdo-temp+")
     eligible = int(table.column("dup_keep").to_numpy(zero_copy_only=False).sum())
@@ -60,7 +75,9 @@ def test_gdo_subset_and_manifest(tmp_path, table, capsys):
     stages = sub.column("stage").to_pylist()
     rank = [["general", "chart", "ocr", "other"].index(s) for s in stages]
     assert rank == sorted(rank)
-    keep = dict(zip(table.column("id").to_pylist(), table.column("dup_keep").to_pylist()))
+    keep = dict(
+        zip(table.column("id").to_pylist(), table.column("dup_keep").to_pylist(), strict=True)
+    )
     assert all(keep[i] for i in sub.column("id").to_pylist())
     assert man["method"] == "gdo" and man["preset"] == "temp+" and man["seed"] == 0
     assert man["pool"]["joined"] == {"dedup": True, "clusters": True}
@@ -96,8 +113,14 @@ def test_rerun_skips_and_force_rebuilds(tmp_path, table):
 
 def test_every_method_writes_a_subset(tmp_path, table):
     run = make_run(tmp_path / "run", table)
-    for method, extra in [("uniform", {"multiplier": 10.0}), ("ost", {}), ("pism", {}),
-                          ("cmab", {"levels": ("hard",)}), ("full", {}), ("per_category", {})]:
+    for method, extra in [
+        ("uniform", {"multiplier": 10.0}),
+        ("ost", {}),
+        ("pism", {}),
+        ("cmab", {"levels": ("hard",)}),
+        ("full", {}),
+        ("per_category", {}),
+    ]:
         run_select(SelectJobConfig(run=run, method=method, **extra))
         sub, man = read(run, SelectJobConfig(run=run, method=method).subset_name)
         assert sub.num_rows == man["selected"]["rows"] > 0

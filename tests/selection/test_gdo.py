@@ -27,15 +27,21 @@ def check_invariants(table, subset, max_per_video=8):
     codes = text_codes(q, a)[rows]
     assert len(np.unique(codes)) == len(codes), "two rows with the same q|||a"
     media = np.asarray(table.column("media_type").to_numpy(zero_copy_only=False))[rows]
-    vids = np.asarray(pc.fill_null(table.column("video_id"), "").to_numpy(zero_copy_only=False))[rows]
+    vids = np.asarray(pc.fill_null(table.column("video_id"), "").to_numpy(zero_copy_only=False))[
+        rows
+    ]
     vids = vids[(media == "video") & (vids != "")]
     if len(vids):
         assert np.unique(vids, return_counts=True)[1].max() <= max_per_video
 
 
 @SETTINGS
-@given(n=st.integers(60, 700), seed=st.integers(0, 10_000), preset=st.sampled_from(sorted(PRESETS)),
-       frac=st.floats(0.02, 0.3))
+@given(
+    n=st.integers(60, 700),
+    seed=st.integers(0, 10_000),
+    preset=st.sampled_from(sorted(PRESETS)),
+    frac=st.floats(0.02, 0.3),
+)
 def test_gdo_budget_and_constraints(n, seed, preset, frac):
     table = descriptor_table(n, seed=seed)
     config = replace(PRESETS[preset], budget=max(1, int(frac * n)))
@@ -54,8 +60,14 @@ def test_gdo_budget_and_constraints(n, seed, preset, frac):
 @given(n=st.integers(60, 600), seed=st.integers(0, 10_000), frac=st.floats(0.02, 0.3))
 def test_gdo_quotas_met_without_hard_constraints(n, seed, frac):
     table = descriptor_table(n, seed=seed)
-    config = replace(PRESETS["diverse"], budget=max(1, int(frac * n)), min_video_ratio=0.0,
-                     max_video_ratio=1.0, min_temporal_in_video_ratio=0.0, source_floor_topk=0)
+    config = replace(
+        PRESETS["diverse"],
+        budget=max(1, int(frac * n)),
+        min_video_ratio=0.0,
+        max_video_ratio=1.0,
+        min_temporal_in_video_ratio=0.0,
+        source_floor_topk=0,
+    )
     sub = gdo_select(table, config, seed=seed)
     strata = sub.report["strata_selected"]
     quota_total = sum(v["quota"] for v in strata.values())
@@ -93,7 +105,11 @@ def test_gdo_prefers_visual_dependency():
     sel[sub.rows] = True
     # VDS3 carries 0.95 of a video's score: selected videos depend on the media more.
     assert vds[sel & video].mean() > vds[~sel & video].mean() + 0.2
-    ablated = gdo_select(table, replace(PRESETS["temp+"], budget=300, score=replace(PRESETS["temp+"].score, use_vds=False)), seed=0)
+    ablated = gdo_select(
+        table,
+        replace(PRESETS["temp+"], budget=300, score=replace(PRESETS["temp+"].score, use_vds=False)),
+        seed=0,
+    )
     sel2 = np.zeros(len(vds), bool)
     sel2[ablated.rows] = True
     assert vds[sel & video].mean() > vds[sel2 & video].mean()

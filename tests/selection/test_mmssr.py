@@ -51,11 +51,21 @@ def brute_force(scores, styles, sources, caps, target, thr, tie_rank):
 @st.composite
 def pools(draw):
     n = draw(st.integers(1, 40))
-    caps = draw(st.lists(st.sampled_from(["ocr", "humanities", "stem_knowledge", "logical_deduction"]),
-                         min_size=1, max_size=4, unique=True))
-    cols = {"id": [f"r{i}" for i in range(n)],
-            "source": draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n)),
-            "styles": draw(st.lists(st.lists(st.sampled_from(STYLES[:4]), max_size=3), min_size=n, max_size=n))}
+    caps = draw(
+        st.lists(
+            st.sampled_from(["ocr", "humanities", "stem_knowledge", "logical_deduction"]),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
+    cols = {
+        "id": [f"r{i}" for i in range(n)],
+        "source": draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n)),
+        "styles": draw(
+            st.lists(st.lists(st.sampled_from(STYLES[:4]), max_size=3), min_size=n, max_size=n)
+        ),
+    }
     for c in caps:
         cols[f"cap_{c}"] = draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))
     table = pa.table(cols).set_column(2, "styles", pa.array(cols["styles"], pa.list_(pa.string())))
@@ -66,13 +76,22 @@ def pools(draw):
 @given(pools())
 def test_matches_brute_force(case):
     table, caps, budget, thr, seed = case
-    sub = mmssr_select(table, MMSSRConfig(capabilities=tuple(caps), budget=budget, threshold=thr), seed=seed)
+    sub = mmssr_select(
+        table, MMSSRConfig(capabilities=tuple(caps), budget=budget, threshold=thr), seed=seed
+    )
     n = table.num_rows
     tie_rank = np.empty(n, dtype=np.int64)
     tie_rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
     scores = {c: table.column(f"cap_{c}").to_pylist() for c in caps}
-    expect = brute_force(scores, table.column("styles").to_pylist(), table.column("source").to_pylist(),
-                         caps, budget, thr, tie_rank.tolist())
+    expect = brute_force(
+        scores,
+        table.column("styles").to_pylist(),
+        table.column("source").to_pylist(),
+        caps,
+        budget,
+        thr,
+        tie_rank.tolist(),
+    )
     assert sub.rows.tolist() == expect
     assert len(sub.rows) <= budget
 
@@ -90,5 +109,7 @@ def test_budget_met_on_a_realistic_pool_and_deterministic():
 
 def test_missing_capability_columns_are_named():
     table = descriptor_table(50, seed=0).drop_columns(["cap_ocr", "cap_humanities"])
-    with pytest.raises(MissingColumnsError, match="cap_humanities.*cap_ocr|cap_ocr.*cap_humanities"):
+    with pytest.raises(
+        MissingColumnsError, match="cap_humanities.*cap_ocr|cap_ocr.*cap_humanities"
+    ):
         mmssr_select(table, MMSSRConfig())

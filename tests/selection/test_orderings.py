@@ -21,7 +21,11 @@ def subsets(draw):
     ppl = draw(st.lists(st.floats(0, 100, allow_nan=False), min_size=n, max_size=n))
     table = pa.table({"id": [str(i) for i in range(n)], "category": cats, "ppl": ppl})
     rows = np.array(draw(st.permutations(range(n)))[: draw(st.integers(1, n))])
-    return table, Subset(rows=rows, stage=np.full(len(rows), "all", dtype=object)), draw(st.integers(0, 99))
+    return (
+        table,
+        Subset(rows=rows, stage=np.full(len(rows), "all", dtype=object)),
+        draw(st.integers(0, 99)),
+    )
 
 
 @SETTINGS
@@ -55,7 +59,9 @@ def test_curriculum_by_difficulty_column(case):
     ppl = np.array(table.column("ppl").to_pylist())
     out = apply_order(table, sub, OrderConfig(order="curriculum", by="ppl", n_stages=3), seed)
     assert np.all(np.diff(ppl[out.rows]) >= 0)
-    rev = apply_order(table, sub, OrderConfig(order="reverse_curriculum", by="ppl", n_stages=3), seed)
+    rev = apply_order(
+        table, sub, OrderConfig(order="reverse_curriculum", by="ppl", n_stages=3), seed
+    )
     assert np.all(np.diff(ppl[rev.rows]) <= 0)
 
 
