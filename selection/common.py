@@ -92,6 +92,8 @@ def string_column(table: pa.Table, name: str, default: str = "") -> pa.Array:
 
 def column_codes(values: pa.Array) -> tuple[np.ndarray, list[str]]:
     """Integer code per row and the sorted distinct labels (codes follow sorted label order)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     enc = pc.dictionary_encode(values)
     labels = enc.dictionary.to_pylist()
     order = np.argsort(np.array(labels, dtype=object), kind="stable")
@@ -103,6 +105,8 @@ def column_codes(values: pa.Array) -> tuple[np.ndarray, list[str]]:
 
 def per_unique(values: pa.Array, fn):
     """Apply `fn` to the distinct values only, then spread back: pools repeat answers a lot."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     enc = pc.dictionary_encode(values)
     out = fn(enc.dictionary)
     if isinstance(out, np.ndarray):

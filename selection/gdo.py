@@ -18,10 +18,12 @@ import pyarrow as pa
 
 from selection.common import (
     Subset,
+    column_codes,
     distinct_token_counts,
     eligible_mask,
     question_answer,
     resolve_budget,
+    string_column,
     text_codes,
     token_counts,
 )
@@ -37,7 +39,13 @@ from selection.gdo_score import (
     temporal_bonus,
     text_quality,
 )
-from selection.gdo_strata import largest_remainder, pool_fields, recommend_budget, stratum_codes
+from selection.gdo_strata import (
+    TEMPORAL,
+    largest_remainder,
+    pool_fields,
+    recommend_budget,
+    stratum_codes,
+)
 
 __all__ = [
     "GDOConfig",
@@ -52,6 +60,7 @@ __all__ = [
 # about this many QA rows; they scale linearly with the pool.
 REFERENCE_POOL_ROWS = 1_000_000
 TEMPORAL_CATEGORIES = ("Temporal", "Mixed")
+TEMPORAL_CODES = [TEMPORAL.index(c) for c in TEMPORAL_CATEGORIES]
 
 
 @dataclass(frozen=True)
@@ -208,16 +217,16 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     q, a, q_raw = question_answer(sub)
     q_tok, a_tok = token_counts(q), token_counts(a)
     fields = pool_fields(sub, q_raw, q_tok, a_tok)
-    stratum, labels, codes = stratum_codes(fields, np.arange(len(rows)))
+    stratum, labels = stratum_codes(fields)
     quality, qinfo = merged_quality(sub)
     has, vds3, zq = metric_terms(sub, quality, config.score.zscore_cap)
-    is_video = fields.values["modality"] == "video"
+    is_video = fields.is_video()
     terms = {
         "text_quality": text_quality(q_tok, a_tok, distinct_token_counts(a)),
         "difficulty": difficulty_score(q_tok, a_tok),
-        "alignment": alignment_score([codes[f][0] for f in codes if f != "modality"]),
-        "temporal_bonus": temporal_bonus(fields.values["temporal"]),
-        "source_prior": source_prior(_source_codes(sub)),
+        "alignment": alignment_score([fields.codes[f] for f in fields.codes if f != "modality"]),
+        "temporal_bonus": temporal_bonus(fields.codes["temporal"]),
+        "source_prior": source_prior(column_codes(string_column(sub, "source", "unknown"))[0]),
     }
     score, _ = selection_score(terms, is_video, has, vds3, zq, config.score)
     video_ids = sub.column("video_id").combine_chunks() if "video_id" in sub.column_names else None
@@ -228,11 +237,11 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
         text=text_codes(q, a),
         video=video,
         is_video=is_video,
-        temporal=is_video & np.isin(fields.values["temporal"], TEMPORAL_CATEGORIES),
+        temporal=is_video & np.isin(fields.codes["temporal"], TEMPORAL_CODES),
         stratum=stratum,
         stratum_labels=labels,
-        group=codes["source_group"][0],
-        group_labels=codes["source_group"][1],
+        group=fields.codes["source_group"],
+        group_labels=fields.labels["source_group"],
         score=score,
         vds3=vds3,
         has_metrics=has,
@@ -240,17 +249,9 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     )
 
 
-def _source_codes(sub: pa.Table) -> np.ndarray:
-    from selection.common import column_codes, string_column
-
-    return column_codes(string_column(sub, "source", "unknown"))[0]
-
-
 def _video_codes(video_ids: pa.Array | None, is_video: np.ndarray) -> np.ndarray:
     if video_ids is None:
         return np.full(len(is_video), -1, dtype=np.int64)
-    from selection.common import column_codes
-
     codes, labels = column_codes(video_ids.fill_null(""))
     empty = labels.index("") if "" in labels else -2
     return np.where(is_video & (codes != empty), codes, -1)

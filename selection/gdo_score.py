@@ -148,8 +148,11 @@ def alignment_score(field_codes: list[np.ndarray]) -> np.ndarray:
 
 
 def temporal_bonus(category: np.ndarray) -> np.ndarray:
-    """+1 for "Temporal", +0.2 for "Mixed", -0.5 otherwise (videos only)."""
-    return np.where(category == "Temporal", 1.0, np.where(category == "Mixed", 0.2, -0.5))
+    """+1 for "Temporal", +0.2 for "Mixed", -0.5 otherwise (videos only). Takes the labels or
+    the codes 2 / 1 / 0 of gdo_strata.TEMPORAL."""
+    temporal = (category == "Temporal") | (category == 2)
+    mixed = (category == "Mixed") | (category == 1)
+    return np.where(temporal, 1.0, np.where(mixed, 0.2, -0.5))
 
 
 def source_prior(source_codes: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from selection.common import (
 __all__ = [
     "FIELDS",
     "PoolFields",
+    "TEMPORAL",
     "a_len_bucket",
     "duration_bucket",
     "largest_remainder",
@@ -43,27 +44,30 @@ TEMPORAL_PATTERN = (
 )
 
 
-def _bucket(x: np.ndarray, edges: tuple[int, ...], names: tuple[str, ...]) -> np.ndarray:
-    """names[i] for the first edge with x <= edge, else the last name."""
-    return np.array(names, dtype=object)[np.searchsorted(np.array(edges), x, side="left")]
+Q_LEN = ("q_tiny", "q_short", "q_medium", "q_long", "q_very_long")
+A_LEN = ("a_tiny", "a_short", "a_medium", "a_long", "a_very_long")
+DURATION = ("image", "very_short", "short", "medium", "long", "very_long", "text")
+TEMPORAL = ("Static", "Mixed", "Temporal")
+
+
+def _bucket(x: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
+    """Index of the first edge with x <= edge (len(edges) when above all)."""
+    return np.searchsorted(np.array(edges), x, side="left")
 
 
 def q_len_bucket(tokens: np.ndarray) -> np.ndarray:
     """<=6 tiny, <=14 short, <=30 medium, <=60 long, else very long."""
-    names = ("q_tiny", "q_short", "q_medium", "q_long", "q_very_long")
-    return _bucket(tokens, (6, 14, 30, 60), names)
+    return np.array(Q_LEN, dtype=object)[_bucket(tokens, (6, 14, 30, 60))]
 
 
 def a_len_bucket(tokens: np.ndarray) -> np.ndarray:
     """<=2 tiny, <=8 short, <=24 medium, <=64 long, else very long."""
-    names = ("a_tiny", "a_short", "a_medium", "a_long", "a_very_long")
-    return _bucket(tokens, (2, 8, 24, 64), names)
+    return np.array(A_LEN, dtype=object)[_bucket(tokens, (2, 8, 24, 64))]
 
 
 def duration_bucket(frames: np.ndarray) -> np.ndarray:
     """By frame count: <=1 image, <=8, <=24, <=64, <=160, else very long."""
-    names = ("image", "very_short", "short", "medium", "long", "very_long")
-    return _bucket(frames, (1, 8, 24, 64, 160), names)
+    return np.array(DURATION, dtype=object)[_bucket(frames, (1, 8, 24, 64, 160))]
 
 
 def source_group(source: str) -> str:
@@ -79,77 +83,97 @@ def source_group(source: str) -> str:
 
 @dataclass
 class PoolFields:
-    """Per-row stratum fields as strings (object arrays), plus what they were derived from."""
+    """Per-row stratum fields as integer codes into their label lists."""
 
-    values: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    labels: dict[str, list[str]]
     temporal_source: str
 
+    def is_video(self) -> np.ndarray:
+        labels = self.labels["modality"]
+        return self.codes["modality"] == (labels.index("video") if "video" in labels else -1)
 
-def _temporal_category(
+
+def _temporal_codes(
     table: pa.Table, is_video: np.ndarray, q_raw: pa.Array
 ) -> tuple[np.ndarray, str]:
-    """Temporal / Mixed / Static. From the `temporal` descriptor (1 / 0.5 / 0) where present,
-    else GDO's keyword pattern on the question (Temporal if it matches, Mixed otherwise).
+    """0 Static / 1 Mixed / 2 Temporal. From the `temporal` descriptor (0 / 0.5 / 1) where
+    present, else GDO's keyword pattern on the question (Temporal if it matches, else Mixed).
     Non-video rows are Static."""
 
     def keyword(values: pa.Array) -> np.ndarray:
         return pc.match_substring_regex(values, TEMPORAL_PATTERN).to_numpy(zero_copy_only=False)
 
-    words = np.where(per_unique(q_raw, keyword), "Temporal", "Mixed").astype(object)
+    code = np.where(per_unique(q_raw, keyword), 2, 1)
     source = "keyword"
     if has_column(table, "temporal"):
         t = float_column(table, "temporal")
-        from_col = np.where(t >= 0.75, "Temporal", np.where(t <= 0.25, "Static", "Mixed"))
-        words = np.where(np.isfinite(t), from_col.astype(object), words)
+        from_col = np.where(t >= 0.75, 2, np.where(t <= 0.25, 0, 1))
+        code = np.where(np.isfinite(t), from_col, code)
         source = "temporal column (keyword where null)"
-    return np.where(is_video, words, "Static").astype(object), source
+    return np.where(is_video, code, 0), source
 
 
 def pool_fields(
     table: pa.Table, q_raw: pa.Array, q_tokens: np.ndarray, a_tokens: np.ndarray
 ) -> PoolFields:
     """The seven stratum fields of every row."""
-    media = np.asarray(
-        string_column(table, "media_type", "image").to_numpy(zero_copy_only=False), dtype=object
-    )
-    is_video = media == "video"
+    media, media_labels = column_codes(string_column(table, "media_type", "image"))
+    is_video = media == (media_labels.index("video") if "video" in media_labels else -1)
+    is_text = media == (media_labels.index("text") if "text" in media_labels else -1)
     frames = float_column(table, "num_frames") if has_column(table, "num_frames") else None
     if frames is None:
         frames = np.where(is_video, 8.0, 1.0)
     frames = np.where(np.isfinite(frames), frames, 1.0)
-    dur = np.where(is_video, duration_bucket(frames), np.where(media == "text", "text", "image"))
+    dur = np.where(is_video, _bucket(frames, (1, 8, 24, 64, 160)), np.where(is_text, 6, 0))
 
     def mcq(values: pa.Array) -> np.ndarray:
         return pc.match_substring_regex(values, MCQ_PATTERN).to_numpy(zero_copy_only=False)
 
-    form = np.where(per_unique(q_raw, mcq), "MCQ", "Open").astype(object)
-    temporal, temporal_source = _temporal_category(table, is_video, q_raw)
-    src = string_column(table, "source", "unknown")
-    groups = per_unique(src, lambda d: pa.array([source_group(s) for s in d.to_pylist()]))
-    values = {
+    temporal, temporal_source = _temporal_codes(table, is_video, q_raw)
+    src, src_labels = column_codes(string_column(table, "source", "unknown"))
+    group_of = [source_group(s) for s in src_labels]
+    group_labels = sorted(set(group_of))
+    group = (
+        np.array([group_labels.index(g) for g in group_of], dtype=np.int64)[src]
+        if len(src)
+        else src
+    )
+    codes = {
         "modality": media,
-        "duration": dur.astype(object),
+        "duration": dur,
         "temporal": temporal,
-        "form": form,
-        "q_len": q_len_bucket(q_tokens),
-        "a_len": a_len_bucket(a_tokens),
-        "source_group": np.asarray(groups.to_numpy(zero_copy_only=False), dtype=object),
+        "form": per_unique(q_raw, mcq).astype(np.int64),
+        "q_len": _bucket(q_tokens, (6, 14, 30, 60)),
+        "a_len": _bucket(a_tokens, (2, 8, 24, 64)),
+        "source_group": group,
     }
-    return PoolFields(values=values, temporal_source=temporal_source)
+    labels = {
+        "modality": media_labels,
+        "duration": list(DURATION),
+        "temporal": list(TEMPORAL),
+        "form": ["Open", "MCQ"],
+        "q_len": list(Q_LEN),
+        "a_len": list(A_LEN),
+        "source_group": group_labels,
+    }
+    return PoolFields(codes=codes, labels=labels, temporal_source=temporal_source)
 
 
-def stratum_codes(fields: PoolFields, rows: np.ndarray) -> tuple[np.ndarray, list[str], dict]:
-    """Stratum id per selected-pool row, the stratum labels, and per-field integer codes."""
-    codes, key = {}, np.zeros(len(rows), dtype=np.int64)
+def stratum_codes(fields: PoolFields) -> tuple[np.ndarray, list[str]]:
+    """Stratum id per row (ids follow the sorted mixed-radix key) and the stratum labels."""
+    key = np.zeros(len(fields.codes["modality"]), dtype=np.int64)
     for name in FIELDS:
-        c, labels = column_codes(pa.array(fields.values[name][rows].astype(str)))
-        codes[name] = (c, labels)
-        key = key * (len(labels) + 1) + c
+        key = key * len(fields.labels[name]) + fields.codes[name]
     uniq, stratum = np.unique(key, return_inverse=True)
-    first = np.zeros(len(uniq), dtype=np.int64)
-    first[stratum[::-1]] = np.arange(len(rows))[::-1]
-    labels = ["|".join(fields.values[f][rows[i]] for f in FIELDS) for i in first]
-    return stratum.astype(np.int64), labels, codes
+    labels = []
+    for k in uniq.tolist():
+        parts = []
+        for name in reversed(FIELDS):
+            k, digit = divmod(k, len(fields.labels[name]))
+            parts.append(fields.labels[name][digit])
+        labels.append("|".join(reversed(parts)))
+    return stratum.astype(np.int64), labels
 
 
 def largest_remainder(counts: np.ndarray, target: int) -> np.ndarray:
