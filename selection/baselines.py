@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from selection.common import (
     Subset,
+    column_codes,
     eligible_mask,
     float_column,
     has_column,
@@ -124,10 +125,8 @@ def per_category_select(
     mask, report = eligible_mask(table, config.drop_duplicates)
     rows = np.flatnonzero(mask)
     n = resolve_budget(config.budget, len(rows))
-    cats = np.asarray(
-        string_column(table, "category", "unknown").to_numpy(zero_copy_only=False), dtype=object
-    )[rows]
-    names, codes = np.unique(cats.astype(str), return_inverse=True)
+    all_codes, names = column_codes(string_column(table, "category", "unknown"))
+    codes = all_codes[rows]
     take = _equal_shares(np.bincount(codes, minlength=len(names)), n)
     rng = np.random.default_rng(seed)
     parts = [rng.permutation(rows[codes == k])[: take[k]] for k in range(len(names))]

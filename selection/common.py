@@ -28,6 +28,7 @@ __all__ = [
     "question_answer",
     "require_columns",
     "resolve_budget",
+    "sorted_unique",
     "string_column",
     "text_codes",
     "token_counts",
@@ -101,6 +102,14 @@ def column_codes(values: pa.Array) -> tuple[np.ndarray, list[str]]:
     remap[order] = np.arange(len(labels))
     codes = remap[enc.indices.to_numpy(zero_copy_only=False)]
     return codes, [labels[i] for i in order]
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: NumPy 2.4's hash-based np.unique(x) is ~20x slower on 1e6+ ints."""
+    s = np.sort(x)
+    if len(s) == 0:
+        return s
+    return s[np.concatenate([[True], s[1:] != s[:-1]])]
 
 
 def per_unique(values: pa.Array, fn):
@@ -180,7 +189,7 @@ def _distinct_tokens(text: pa.Array) -> np.ndarray:
     enc = pc.dictionary_encode(flat.filter(pa.array(keep)))
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     keys = parents[keep].astype(np.int64) * max(len(enc.dictionary), 1) + codes
-    uniq = np.unique(keys)
+    uniq = sorted_unique(keys)
     return np.bincount(uniq // max(len(enc.dictionary), 1), minlength=n)
 
 

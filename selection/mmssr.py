@@ -31,6 +31,7 @@ from selection.common import (
     float_column,
     require_columns,
     resolve_budget,
+    sorted_unique,
     string_column,
 )
 from selection.synthetic import CAPABILITIES
@@ -77,7 +78,7 @@ def style_bins(table: pa.Table) -> StyleBins:
         remap[enc.indices.to_numpy(zero_copy_only=False)] if len(names) else np.zeros(0, np.int64)
     )
     keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False) if len(flat) else np.zeros(0, bool)
-    pairs = np.unique(parents[keep] * max(len(names), 1) + codes[keep])
+    pairs = sorted_unique(parents[keep] * max(len(names), 1) + codes[keep])
     rows, bins = pairs // max(len(names), 1), pairs % max(len(names), 1)
     offsets = np.zeros(table.num_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=table.num_rows), out=offsets[1:])

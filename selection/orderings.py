@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from selection.common import Subset, float_column, require_columns, string_column
+from selection.common import Subset, column_codes, float_column, require_columns, string_column
 
 __all__ = ["ORDERS", "OrderConfig", "apply_order"]
 
@@ -40,17 +40,18 @@ class OrderConfig:
     with_replacement: bool = False
 
 
-def _mixing(rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    return rng.permutation(rows), np.full(len(rows), "mix", dtype=object)
+def _mixing(rows, rng) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    return rng.permutation(rows), np.zeros(len(rows), dtype=np.int64), ["mix"]
 
 
-def _categories(table: pa.Table, rows: np.ndarray) -> np.ndarray:
+def _categories(table: pa.Table, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     require_columns(table, ["category"], "this ordering")
-    cats = string_column(table, "category", "unknown").to_numpy(zero_copy_only=False)
-    return np.asarray(cats, dtype=object)[rows]
+    codes, names = column_codes(string_column(table, "category", "unknown"))
+    return codes[rows], names
 
 
-def _curriculum(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
+def _curriculum(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows, stage index per row (ascending), stage names."""
     if config.by:
         col = config.by.lstrip("-")
         require_columns(table, [col], "curriculum by column")
@@ -59,32 +60,53 @@ def _curriculum(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
         order = rows[np.lexsort((rng.random(len(rows)), key))]
         n = max(1, config.n_stages)
         stage_idx = (np.arange(len(order)) * n) // max(len(order), 1)
-        return order, np.array([f"{col}_{i + 1}of{n}" for i in stage_idx], dtype=object)
-    cats = _categories(table, rows)
-    names = [*config.stages, "other"]
-    rank = np.array(
-        [names.index(c) if c in config.stages else len(config.stages) for c in cats], dtype=np.int64
-    )
+        return order, stage_idx, [f"{col}_{i + 1}of{n}" for i in range(n)]
+    codes, names = _categories(table, rows)
+    stages = [*config.stages, "other"]
+    last = len(config.stages)
+    rank_of = np.array([stages.index(c) if c in config.stages else last for c in names], np.int64)
+    rank = rank_of[codes] if len(names) else codes
     order = np.lexsort((rng.random(len(rows)), rank))
-    return rows[order], np.array([names[r] for r in rank[order]], dtype=object)
+    return rows[order], rank[order], stages
 
 
-def _balanced(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
-    cats = _categories(table, rows)
-    names, codes = np.unique(cats.astype(str), return_inverse=True)
+def _balanced(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    codes, names = _categories(table, rows)
     groups = [rng.permutation(rows[codes == k]) for k in range(len(names))]
+    groups = [g for g in groups if len(g)]
     if config.with_replacement:
         longest = max((len(g) for g in groups), default=0)
-        groups = [
-            np.concatenate([g, rng.choice(g, longest - len(g))]) if len(g) else g for g in groups
-        ]
-    # Round r takes the r-th row of every category that still has one: a category's rows sit
-    # at round r, ordered by category inside the round.
+        groups = [np.concatenate([g, rng.choice(g, longest - len(g))]) for g in groups]
+    # Round r takes the r-th row of every category that still has one, categories in order.
     rnd = np.concatenate([np.arange(len(g)) for g in groups]) if groups else np.zeros(0, np.int64)
     cat = np.concatenate([np.full(len(g), k) for k, g in enumerate(groups)]) if groups else rnd
     flat = np.concatenate(groups) if groups else rows[:0]
     order = np.lexsort((cat, rnd))
-    return flat[order], np.full(len(order), "balanced", dtype=object)
+    return flat[order], np.zeros(len(order), dtype=np.int64), ["balanced"]
+
+
+def _ordered(table, rows, config, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One-stage subset -> (rows in stream order, stage label per position)."""
+    if config.order == "mixing":
+        rows, rank, names = _mixing(rows, rng)
+    elif config.order == "balanced":
+        rows, rank, names = _balanced(table, rows, config, rng)
+    else:
+        rows, rank, names = _curriculum(table, rows, config, rng)
+        if config.order == "reverse_curriculum":
+            rows, rank = _reverse_stages(rows, rank, graded=bool(config.by))
+    return rows, np.array(names, dtype=object)[rank]
+
+
+def _stage_codes(stage: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Stage code per position, stage names in order of first appearance."""
+    codes, names = column_codes(pa.array(stage.astype(str).tolist(), pa.string()))
+    first = np.full(len(names), len(stage))
+    np.minimum.at(first, codes, np.arange(len(stage)))
+    order = np.argsort(first, kind="stable")
+    remap = np.empty(len(names), dtype=np.int64)
+    remap[order] = np.arange(len(names))
+    return remap[codes], [names[i] for i in order]
 
 
 def apply_order(table: pa.Table, subset: Subset, config: OrderConfig, seed: int = 0) -> Subset:
@@ -93,18 +115,18 @@ def apply_order(table: pa.Table, subset: Subset, config: OrderConfig, seed: int 
     if config.order not in ORDERS:
         raise ValueError(f"unknown order {config.order!r}; use one of {ORDERS}")
     rng = np.random.default_rng(seed)
+    codes, names = _stage_codes(subset.stage)
     if config.order == "none" or len(subset.rows) == 0:
         rows, stage = subset.rows, subset.stage
-    elif len(set(subset.stage.tolist())) > 1:
-        rows, stage = _within_stages(table, subset, config, rng)
-    elif config.order == "mixing":
-        rows, stage = _mixing(subset.rows, rng)
-    elif config.order == "balanced":
-        rows, stage = _balanced(table, subset.rows, config, rng)
+    elif len(names) > 1:
+        rows_out, stage_out = [], []
+        for k, name in enumerate(names):
+            part, part_stage = _ordered(table, subset.rows[codes == k], config, rng)
+            rows_out.append(part)
+            stage_out.append(np.full(len(part), name, dtype=object))
+        rows, stage = np.concatenate(rows_out), np.concatenate(stage_out)
     else:
-        rows, stage = _curriculum(table, subset.rows, config, rng)
-        if config.order == "reverse_curriculum":
-            rows, stage = _reverse_stages(rows, stage)
+        rows, stage = _ordered(table, subset.rows, config, rng)
     report = dict(
         subset.report,
         order={
@@ -118,33 +140,9 @@ def apply_order(table: pa.Table, subset: Subset, config: OrderConfig, seed: int 
     return Subset(rows=rows, stage=stage, report=report, flagged=subset.flagged)
 
 
-def _reverse_stages(rows: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stages in reverse order, the order inside each stage kept (a difficulty curriculum is
-    reversed row by row, so it runs hardest first)."""
-    _, first = np.unique(stage, return_index=True)
-    rank_of = {stage[i]: r for r, i in enumerate(np.sort(first))}
-    rank = np.array([rank_of[s] for s in stage])
-    order = np.lexsort(
-        (np.arange(len(rows))[::-1] if _is_graded(stage) else np.arange(len(rows)), -rank)
-    )
-    return rows[order], stage[order]
-
-
-def _is_graded(stage: np.ndarray) -> bool:
-    return len(stage) > 0 and "of" in str(stage[0]) and "_" in str(stage[0])
-
-
-def _within_stages(table, subset, config, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Order each stage of a multi-stage subset on its own, stages kept in their order."""
-    rows_out, stage_out = [], []
-    _, first = np.unique(subset.stage, return_index=True)
-    for i in np.sort(first):
-        name = subset.stage[i]
-        part = Subset(
-            rows=subset.rows[subset.stage == name],
-            stage=np.full((subset.stage == name).sum(), "x", dtype=object),
-        )
-        ordered = apply_order(table, part, config, int(rng.integers(1 << 31)))
-        rows_out.append(ordered.rows)
-        stage_out.append(np.full(len(ordered.rows), name, dtype=object))
-    return np.concatenate(rows_out), np.concatenate(stage_out)
+def _reverse_stages(rows, rank, graded: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Stages in reverse order. Inside a stage the order is kept, except for a difficulty
+    curriculum, which is reversed row by row so it runs hardest first."""
+    inner = np.arange(len(rows))[::-1] if graded else np.arange(len(rows))
+    order = np.lexsort((inner, -rank))
+    return rows[order], rank[order]
