@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "AnswerText",
+    "answer_text",
     "MissingColumnsError",
     "Subset",
     "column_codes",
@@ -134,43 +136,68 @@ def _strip_media(text: pa.Array) -> pa.Array:
     return text
 
 
-def question_answer(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """(question, answer, raw question): first user turn without media placeholders, `answer`.
+def question_answer(
+    table: pa.Table, rows: np.ndarray | None = None, answers: AnswerText | None = None
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(question, answer, raw question) of `rows` (default all): the first user turn without
+    media placeholders, and the `answer` column.
 
     Whitespace is collapsed as in GDO's normalize_text. The raw question (placeholders removed,
     newlines kept) is what the multiple-choice pattern looks at.
     """
     n = table.num_rows
+    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     msgs = table.column("messages").combine_chunks()
     flat = pc.list_flatten(msgs)
     parents = pc.list_parent_indices(msgs).to_numpy()
-    roles = pc.fill_null(flat.field("role"), "")
-    is_user = pc.equal(roles, "user").to_numpy(zero_copy_only=False)
+    is_user = pc.equal(pc.fill_null(flat.field("role"), ""), "user").to_numpy(zero_copy_only=False)
     user_pos = np.flatnonzero(is_user)
     first_parent, first_idx = np.unique(parents[user_pos], return_index=True)
     raw = np.full(n, -1, dtype=np.int64)
     raw[first_parent] = user_pos[first_idx]
-    contents = pc.fill_null(flat.field("content"), "")
-    take = pa.array(np.where(raw >= 0, raw, 0)) if len(contents) else None
-    if take is None:
-        q_raw = pa.array([""] * n, pa.string())
+    raw = raw[rows]
+    if len(flat):
+        contents = pc.fill_null(flat.field("content"), "")
+        q_raw = pc.if_else(pa.array(raw >= 0), pc.take(contents, pa.array(np.maximum(raw, 0))), "")
     else:
-        q_raw = pc.if_else(pa.array(raw >= 0), pc.take(contents, take), "")
-    q_raw = per_unique(q_raw, _strip_media)
-    if has_column(table, "answer"):
-        answer = string_column(table, "answer")
-    else:
-        answer = pa.array([""] * n, pa.string())
-    return per_unique(q_raw, _normalize), per_unique(answer, _normalize), q_raw
+        q_raw = pa.array([""] * len(rows), pa.string())
+    q_raw = _strip_media(q_raw)
+    answers = answers if answers is not None else answer_text(table, rows)
+    return _normalize(q_raw), answers.values(), q_raw
 
 
-def token_counts(text: pa.Array) -> np.ndarray:
-    """Number of [A-Za-z0-9_]+ tokens per row (GDO's tokenize)."""
+@dataclass
+class AnswerText:
+    """Answers as distinct normalized strings plus an index per row: answers repeat a lot
+    ("yes", "A", "2"), so per-answer work runs once per distinct value."""
 
-    def count(values: pa.Array) -> np.ndarray:
-        return pc.count_substring_regex(values, WORD_PATTERN).to_numpy(zero_copy_only=False)
+    distinct: pa.Array
+    index: np.ndarray
 
-    return per_unique(text, count)
+    def values(self) -> pa.Array:
+        return pc.take(self.distinct, pa.array(self.index))
+
+    def per_row(self, fn) -> np.ndarray:
+        return fn(self.distinct)[self.index]
+
+
+def answer_text(table: pa.Table, rows: np.ndarray) -> AnswerText:
+    """The normalized `answer` of `rows` ("" when missing)."""
+    if not has_column(table, "answer"):
+        return AnswerText(pa.array([""], pa.string()), np.zeros(len(rows), dtype=np.int64))
+    enc = pc.dictionary_encode(pc.take(string_column(table, "answer"), pa.array(rows)))
+    return AnswerText(_normalize(enc.dictionary), enc.indices.to_numpy(zero_copy_only=False))
+
+
+def token_counts(text: pa.Array, unique: bool = False) -> np.ndarray:
+    """Number of [A-Za-z0-9_]+ tokens per row (GDO's tokenize); `unique` computes it once per
+    distinct value (worth it for answers, which repeat a lot)."""
+
+    return per_unique(text, _count_tokens) if unique else _count_tokens(text)
+
+
+def _count_tokens(values: pa.Array) -> np.ndarray:
+    return pc.count_substring_regex(values, WORD_PATTERN).to_numpy(zero_copy_only=False)
 
 
 def distinct_token_counts(text: pa.Array) -> np.ndarray:

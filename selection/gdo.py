@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from selection.common import (
     Subset,
+    answer_text,
     column_codes,
     distinct_token_counts,
     eligible_mask,
@@ -60,6 +61,22 @@ __all__ = [
 # about this many QA rows; they scale linearly with the pool.
 REFERENCE_POOL_ROWS = 1_000_000
 TEMPORAL_CATEGORIES = ("Temporal", "Mixed")
+GDO_COLUMNS = {
+    "id",
+    "source",
+    "media_type",
+    "video_id",
+    "num_frames",
+    "vds",
+    "ppl",
+    "motion",
+    "frame_div",
+    "temporal",
+    "cluster_dist",
+    "stability",
+    "loss",
+    "loss_blind",
+}
 TEMPORAL_CODES = [TEMPORAL.index(c) for c in TEMPORAL_CATEGORIES]
 
 
@@ -213,16 +230,18 @@ class _Pool:
 def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     mask, report = eligible_mask(table, config.drop_duplicates)
     rows = np.flatnonzero(mask)
-    sub = table.take(pa.array(rows))
-    q, a, q_raw = question_answer(sub)
-    q_tok, a_tok = token_counts(q), token_counts(a)
+    # Messages stay in `table`: taking the eligible rows of that list column costs seconds.
+    sub = table.select([c for c in table.column_names if c in GDO_COLUMNS]).take(pa.array(rows))
+    answers = answer_text(table, rows)
+    q, a, q_raw = question_answer(table, rows, answers)
+    q_tok, a_tok = token_counts(q), answers.per_row(token_counts)
     fields = pool_fields(sub, q_raw, q_tok, a_tok)
     stratum, labels = stratum_codes(fields)
     quality, qinfo = merged_quality(sub)
     has, vds3, zq = metric_terms(sub, quality, config.score.zscore_cap)
     is_video = fields.is_video()
     terms = {
-        "text_quality": text_quality(q_tok, a_tok, distinct_token_counts(a)),
+        "text_quality": text_quality(q_tok, a_tok, answers.per_row(distinct_token_counts)),
         "difficulty": difficulty_score(q_tok, a_tok),
         "alignment": alignment_score([fields.codes[f] for f in fields.codes if f != "modality"]),
         "temporal_bonus": temporal_bonus(fields.codes["temporal"]),

@@ -18,7 +18,6 @@ from selection.common import (
     column_codes,
     float_column,
     has_column,
-    per_unique,
     string_column,
 )
 
@@ -104,7 +103,7 @@ def _temporal_codes(
     def keyword(values: pa.Array) -> np.ndarray:
         return pc.match_substring_regex(values, TEMPORAL_PATTERN).to_numpy(zero_copy_only=False)
 
-    code = np.where(per_unique(q_raw, keyword), 2, 1)
+    code = np.where(keyword(q_raw), 2, 1)
     source = "keyword"
     if has_column(table, "temporal"):
         t = float_column(table, "temporal")
@@ -143,7 +142,7 @@ def pool_fields(
         "modality": media,
         "duration": dur,
         "temporal": temporal,
-        "form": per_unique(q_raw, mcq).astype(np.int64),
+        "form": mcq(q_raw).astype(np.int64),
         "q_len": _bucket(q_tokens, (6, 14, 30, 60)),
         "a_len": _bucket(a_tokens, (2, 8, 24, 64)),
         "source_group": group,
