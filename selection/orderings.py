@@ -121,7 +121,7 @@ def apply_order(table: pa.Table, subset: Subset, config: OrderConfig, seed: int 
     elif len(names) > 1:
         rows_out, stage_out = [], []
         for k, name in enumerate(names):
-            part, part_stage = _ordered(table, subset.rows[codes == k], config, rng)
+            part, _ = _ordered(table, subset.rows[codes == k], config, rng)
             rows_out.append(part)
             stage_out.append(np.full(len(part), name, dtype=object))
         rows, stage = np.concatenate(rows_out), np.concatenate(stage_out)
