@@ -217,7 +217,7 @@ def _manifest(
         "preset": cfg.preset if cfg.method in ("gdo", "uniform") else None,
         "seed": cfg.seed,
         "budget": report.pop("budget", None),
-        "job": asdict(cfg) | {"run": None},
+        "job": _job_record(cfg),
         "config": asdict(mconfig),
         "order": asdict(order),
         "pool": {
@@ -239,6 +239,11 @@ def _manifest(
     }
 
 
+def _job_record(cfg: SelectJobConfig) -> dict:
+    """The job config as the manifest keeps it: without the run path and --force."""
+    return json.loads(json.dumps(asdict(cfg) | {"run": None, "force": False}))
+
+
 def composition_of(values: np.ndarray) -> dict:
     names, counts = np.unique(values.astype(str), return_counts=True)
     return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
@@ -248,6 +253,12 @@ def run_select(cfg: SelectJobConfig) -> dict:
     """Run one selection; returns the counts written to the subset's _SUCCESS marker."""
     out = os.path.join(cfg.run, "subsets", cfg.subset_name)
     if is_complete(out) and not cfg.force:
+        with open(os.path.join(out, "manifest.json")) as handle:
+            previous = json.load(handle)["job"]
+        if previous != _job_record(cfg):
+            raise FileExistsError(
+                f"{out} was built with another config; pass --force to rebuild or --name"
+            )
         return read_counts(out) | {"skipped": True}
     mconfig = method_config(cfg)
     if cfg.order not in ORDERS:

@@ -98,7 +98,6 @@ def test_same_inputs_same_bytes_whatever_the_sharding(tmp_path, table):
         fb = open(os.path.join(b, "subsets", "mmssr", f), "rb").read()
         if f == "manifest.json":
             fa, fb = json.loads(fa), json.loads(fb)
-            fa["job"].pop("run"), fb["job"].pop("run")
         assert fa == fb
 
 
@@ -109,6 +108,8 @@ def test_rerun_skips_and_force_rebuilds(tmp_path, table):
     assert run_select(SelectJobConfig(run=run, method="random", budget=100))["skipped"] is True
     again = run_select(SelectJobConfig(run=run, method="random", budget=100, force=True))
     assert "skipped" not in again
+    with pytest.raises(FileExistsError, match="another config"):
+        run_select(SelectJobConfig(run=run, method="random", budget=200))
 
 
 def test_every_method_writes_a_subset(tmp_path, table):
