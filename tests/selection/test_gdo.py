@@ -141,3 +141,90 @@ def test_uniform_and_uni10x(n, seed, mult):
         check_invariants(table, sub)
     again = uniform_select(table, UniformConfig(budget=base, multiplier=mult), seed=seed)
     assert np.array_equal(sub.rows, again.rows)
+
+
+def reference_loop(pool, config, target, seed):
+    """Plain-Python GDO selection after scoring, written like build_pair.py's pass 2."""
+    import math
+
+    from selection.gdo import _floors
+    from selection.gdo_strata import largest_remainder
+
+    n = len(pool.rows)
+    tie = np.random.default_rng(seed).random(n).tolist()
+    score, stratum = pool.score.tolist(), pool.stratum.tolist()
+    quotas = largest_remainder(np.bincount(pool.stratum), target).tolist()
+    video_quota = int(
+        largest_remainder(np.array([(~pool.is_video).sum(), pool.is_video.sum()]), target)[1]
+    )
+    heaps = {}
+    for i in range(n):
+        heaps.setdefault(stratum[i], []).append(i)
+    by_stratum, tail = {}, []
+    for s, members in heaps.items():
+        q = quotas[s]
+        video = any(pool.is_video[i] for i in members)
+        temporal = any(pool.temporal[i] for i in members)
+        mult = max(config.oversample, 1.0)
+        mult = max(mult, config.video_oversample) if video else mult
+        mult = max(mult, config.temporal_oversample) if temporal else mult
+        cap = max(q, math.ceil(q * mult - 1e-9)) if q > 0 else 0
+        members.sort(key=lambda i: (score[i], tie[i]), reverse=True)
+        by_stratum[s] = members[:cap]
+        tail += members[:cap]
+    tail.sort(key=lambda i: (score[i], tie[i]), reverse=True)
+    min_video = math.ceil(config.min_video_ratio * target)
+    max_video = max(min_video, min(math.floor(config.max_video_ratio * target), target))
+    min_temporal = math.ceil(config.min_temporal_in_video_ratio * max(min_video, video_quota))
+    picked, texts, per_video = [], set(), {}
+
+    def can_take(i):
+        if i in picked or pool.text[i] in texts:
+            return False
+        if pool.is_video[i]:
+            if sum(pool.is_video[j] for j in picked) >= max_video:
+                return False
+            v = pool.video[i]
+            if v >= 0 and per_video.get(v, 0) >= config.max_qa_per_video:
+                return False
+        return True
+
+    def fill(order, need):
+        for i in order:
+            if need <= 0 or len(picked) >= target:
+                return
+            if can_take(i):
+                picked.append(i)
+                texts.add(pool.text[i])
+                if pool.is_video[i] and pool.video[i] >= 0:
+                    per_video[pool.video[i]] = per_video.get(pool.video[i], 0) + 1
+                need -= 1
+
+    fill([i for i in tail if pool.temporal[i]], min_temporal)
+    fill([i for i in tail if pool.is_video[i]], min_video - sum(pool.is_video[j] for j in picked))
+    for g, need in _floors(pool, target, config).items():
+        fill(
+            [i for i in tail if pool.group[i] == g], need - sum(pool.group[j] == g for j in picked)
+        )
+    for s in sorted(by_stratum):
+        fill(by_stratum[s], quotas[s] - sum(stratum[j] == s for j in picked))
+    fill(tail, target - len(picked))
+    fill(np.random.default_rng(seed + 1).permutation(n).tolist(), target - len(picked))
+    return picked
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(40, 300),
+    seed=st.integers(0, 10_000),
+    preset=st.sampled_from(sorted(PRESETS)),
+    frac=st.floats(0.02, 0.4),
+)
+def test_gdo_matches_plain_reference_loop(n, seed, preset, frac):
+    from selection.gdo import _prepare
+
+    table = descriptor_table(n, seed=seed)
+    config = replace(PRESETS[preset], budget=max(1, int(frac * n)))
+    pool = _prepare(table, config)
+    expect = reference_loop(pool, config, config.budget, seed)
+    assert gdo_select(table, config, seed=seed).rows.tolist() == pool.rows[expect].tolist()
