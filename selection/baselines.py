@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from selection.common import (
     Subset,
@@ -187,8 +188,8 @@ def difficulty_levels(table: pa.Table, signal: str) -> tuple[np.ndarray, str]:
         "cmab": ("cmab_label", "cmab_ratio", cmab_levels),
     }[signal]
     if has_column(table, label):
-        lv = np.asarray(table.column(label).to_numpy(zero_copy_only=False), dtype=object)
-        lv = np.array([x.lower() if isinstance(x, str) else None for x in lv], dtype=object)
+        codes, names = column_codes(pc.utf8_lower(string_column(table, label, "")))
+        lv = np.array([n if n in LEVELS else None for n in names], dtype=object)[codes]
         if has_column(table, value):
             derived = fn(float_column(table, value))
             lv = np.where(lv == None, derived, lv)  # noqa: E711 (object array compare)
