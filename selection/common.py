@@ -137,8 +137,11 @@ def _strip_media(text: pa.Array) -> pa.Array:
 
 
 def question_answer(
-    table: pa.Table, rows: np.ndarray | None = None, answers: AnswerText | None = None
-) -> tuple[pa.Array, pa.Array, pa.Array]:
+    table: pa.Table,
+    rows: np.ndarray | None = None,
+    answers: AnswerText | None = None,
+    materialize_answers: bool = True,
+) -> tuple[pa.Array, pa.Array | None, pa.Array]:
     """(question, answer, raw question) of `rows` (default all): the first user turn without
     media placeholders, and the `answer` column.
 
@@ -163,7 +166,7 @@ def question_answer(
         q_raw = pa.array([""] * len(rows), pa.string())
     q_raw = _strip_media(q_raw)
     answers = answers if answers is not None else answer_text(table, rows)
-    return _normalize(q_raw), answers.values(), q_raw
+    return _normalize(q_raw), answers.values() if materialize_answers else None, q_raw
 
 
 @dataclass
@@ -220,11 +223,22 @@ def _distinct_tokens(text: pa.Array) -> np.ndarray:
     return np.bincount(uniq // max(len(enc.dictionary), 1), minlength=n)
 
 
-def text_codes(question: pa.Array, answer: pa.Array) -> np.ndarray:
-    """One integer per distinct `q|||a`: GDO dedups on SHA1 of this string; equal strings get
-    equal codes, which is the same test without hashing every row in Python."""
-    joined = pc.binary_join_element_wise(question, answer, "|||")
-    return pc.dictionary_encode(joined).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+def text_codes(question: pa.Array, answer: pa.Array | AnswerText) -> np.ndarray:
+    """One integer per distinct (question, answer) pair. GDO dedups on SHA1 of "q|||a"; equal
+    pairs get equal codes, which is the same test without hashing every row in Python (and
+    without building the joined strings: 10M of them cost a gigabyte)."""
+    q = pc.dictionary_encode(question).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if isinstance(answer, AnswerText):
+        a, n_a = answer.index.astype(np.int64), len(answer.distinct)
+    else:
+        enc = pc.dictionary_encode(answer)
+        a, n_a = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+    key = q * max(n_a, 1) + a
+    order = np.argsort(key, kind="stable")
+    first = np.concatenate([[True], key[order][1:] != key[order][:-1]]) if len(key) else key
+    codes = np.empty(len(key), dtype=np.int64)
+    codes[order] = np.cumsum(first) - 1
+    return codes
 
 
 def eligible_mask(table: pa.Table, drop_duplicates: bool) -> tuple[np.ndarray, dict]:

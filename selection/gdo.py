@@ -62,7 +62,6 @@ __all__ = [
 REFERENCE_POOL_ROWS = 1_000_000
 TEMPORAL_CATEGORIES = ("Temporal", "Mixed")
 GDO_COLUMNS = {
-    "id",
     "source",
     "media_type",
     "video_id",
@@ -233,7 +232,7 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     # Messages stay in `table`: taking the eligible rows of that list column costs seconds.
     sub = table.select([c for c in table.column_names if c in GDO_COLUMNS]).take(pa.array(rows))
     answers = answer_text(table, rows)
-    q, a, q_raw = question_answer(table, rows, answers)
+    q, _, q_raw = question_answer(table, rows, answers, materialize_answers=False)
     q_tok, a_tok = token_counts(q), answers.per_row(token_counts)
     fields = pool_fields(sub, q_raw, q_tok, a_tok)
     stratum, labels = stratum_codes(fields)
@@ -253,7 +252,7 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     report.update(quality=qinfo, temporal_from=fields.temporal_source, strata=len(labels))
     return _Pool(
         rows=rows,
-        text=text_codes(q, a),
+        text=text_codes(q, answers),
         video=video,
         is_video=is_video,
         temporal=is_video & np.isin(fields.codes["temporal"], TEMPORAL_CODES),
