@@ -9,9 +9,17 @@ __all__ = ["main"]
 
 # Subcommand -> module with main(argv). Imported on use so `mmcurate --help` stays fast.
 COMMANDS = {
+    "demo": "ray_jobs.demo",
+    "run": "ray_jobs.run",
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
-    "run": "ray_jobs.run",
+    "proxy": "ray_jobs.proxy",
+    "score": "ray_jobs.score",
+    "dedup": "ray_jobs.dedup",
+    "cluster": "ray_jobs.cluster",
+    "select": "ray_jobs.select",
+    "train": "ray_jobs.train",
+    "eval": "ray_jobs.evaluate",
     "report": "ray_jobs.report",
 }
 

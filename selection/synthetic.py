@@ -1,0 +1,180 @@
+"""A realistic synthetic descriptor table for N rows, no media: for tests and the benchmark.
+
+It has every column the selection methods read (ARCHITECTURE.md section 2 and 4) with the
+shapes real descriptors have: images and videos from a dozen sources, several QAs per video,
+heavy-tailed losses with vds = loss_blind - loss, 0/0.5/1 temporal labels, nullable stability,
+k-means clusters, PISM / CMAB difficulty, 14 mmSSR capability scores and styles, one-step
+utilities, and a few exact duplicates. Everything is vectorized so 10M rows build in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators.schema import MESSAGE_TYPE
+
+__all__ = ["CAPABILITIES", "STYLES", "descriptor_table"]
+
+CAPABILITIES = (
+    "object_spatial_understanding",
+    "attribute_identification",
+    "logical_deduction",
+    "scene_understanding",
+    "fine_grained_recognition",
+    "language_generation",
+    "in_context_learning",
+    "comparative_analysis",
+    "activity_recognition",
+    "causal_reasoning",
+    "humanities",
+    "stem_knowledge",
+    "data_understanding",
+    "ocr",
+)
+STYLES = (
+    "multi-choice",
+    "coordinate",
+    "yes/no",
+    "word/short phrase",
+    "short description",
+    "detailed description",
+    "comparison",
+    "chain-of-thought",
+    "specified style",
+)
+SOURCES = (
+    "llava_ov_chartqa(cauldron)",
+    "llava_ov_docvqa",
+    "llava_ov_coco_caption_sharegpt4v",
+    "llava_ov_textvqa",
+    "llava_ov_geo_qa_plus",
+    "llava_ov_vqav2",
+    "llava_video_academic_0_30_s_youtube",
+    "llava_video_academic_30_60_s_activitynet",
+    "llava_video_perceptiontest_0_30_s",
+    "llava_video_nextqa_0_30_s",
+    "sharegpt_text",
+)
+SOURCE_P = np.array([0.12, 0.08, 0.1, 0.08, 0.04, 0.16, 0.12, 0.08, 0.06, 0.12, 0.04])
+QUESTIONS = (
+    "What color is the {} object?",
+    "How many shapes are in picture {}?",
+    "What is written on sign {}?",
+    "What happens after the ball moves in clip {}?",
+    "Which bar is tallest in chart {}? Choices:\nA. red\nB. blue",
+    "Describe scene {} in detail.",
+    "Is there a cat in image {}?",
+    "What does the person do first and then next in video {}?",
+)
+ANSWERS = (
+    "red {}",
+    "{}",
+    "yes",
+    "no",
+    "A",
+    "the ball rolls to the left and stops near box {}",
+    "a long detailed description of the scene with many objects and colors number {}",
+    "very very very very good {}",
+)
+CATEGORIES = ("general", "chart", "ocr", "temporal", "static_video")
+
+
+def _fmt(templates: tuple[str, ...], pick: np.ndarray, number: np.ndarray) -> pa.Array:
+    """templates[pick] with "{}" replaced by number, vectorized through Arrow."""
+    heads = pc.take(pa.array([t.split("{}")[0] for t in templates]), pa.array(pick))
+    tails = pc.take(pa.array([(t.split("{}") + [""])[1] for t in templates]), pa.array(pick))
+    has = pc.take(pa.array(["{}" in t for t in templates]), pa.array(pick))
+    num = pc.cast(pa.array(number), pa.string())
+    return pc.if_else(has, pc.binary_join_element_wise(heads, num, tails, ""), heads)
+
+
+def _messages(question: pa.Array, answer: pa.Array, media_type: np.ndarray) -> pa.Array:
+    n = len(question)
+    prefix = pc.take(pa.array(["<image>\n", "<video>\n", ""]), pa.array(media_type))
+    user = pc.binary_join_element_wise(prefix, question, "")
+    content = pc.take(
+        pa.concat_arrays([user, answer]), pa.array(np.arange(2 * n) % 2 * n + np.arange(2 * n) // 2)
+    )
+    role = pc.take(pa.array(["user", "assistant"]), pa.array(np.arange(2 * n) % 2))
+    structs = pa.StructArray.from_arrays([role, content], fields=list(MESSAGE_TYPE))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), structs)
+
+
+def _styles(rng: np.random.Generator, n: int) -> pa.Array:
+    count = rng.choice([0, 1, 2, 3], size=n, p=[0.02, 0.6, 0.3, 0.08])
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(count, out=offsets[1:])
+    style_p = np.array([0.2, 0.03, 0.15, 0.3, 0.1, 0.08, 0.05, 0.06, 0.03])
+    values = pc.take(pa.array(STYLES), pa.array(rng.choice(9, size=offsets[-1], p=style_p)))
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
+    """N pool rows with every descriptor column; deterministic in (n, seed)."""
+    rng = np.random.default_rng(seed)
+    src = rng.choice(len(SOURCES), size=n, p=SOURCE_P)
+    media = np.where(src == 10, 2, np.where(src >= 6, 1, 0))  # 0 image, 1 video, 2 text
+    is_video = media == 1
+    # Several QAs per video: consecutive video rows share a video id (1-12 QAs each).
+    vid_group = np.cumsum(rng.random(n) < 1 / 5)
+    obj = rng.integers(0, max(n // 2, 10), size=n)
+    qpick, apick = rng.integers(0, len(QUESTIONS), n), rng.integers(0, len(ANSWERS), n)
+    # Exact duplicates: a few rows copy an earlier row's text and media.
+    dup = (rng.random(n) < dup_rate) & (np.arange(n) > 0)
+    dup_of = np.where(dup, rng.integers(0, np.maximum(np.arange(n), 1)), np.arange(n))
+    qpick, apick, obj = qpick[dup_of], apick[dup_of], obj[dup_of]
+    question, answer = _fmt(QUESTIONS, qpick, obj), _fmt(ANSWERS, apick, obj)
+    num_frames = np.where(is_video, rng.choice([8, 16, 32, 64], size=n), 1)
+    loss = rng.gamma(2.0, 0.6, n)
+    loss_blind = loss + rng.normal(0.3, 0.5, n) * np.where(media == 2, 0.05, 1.0)
+    motion = np.where(is_video, rng.gamma(2.0, 1.5, n), 0.0)
+    temporal = np.where(is_video, rng.choice([0.0, 0.5, 1.0], size=n, p=[0.3, 0.2, 0.5]), 0.0)
+    stability = rng.beta(4, 2, n)
+    pism_lambda = rng.choice(np.round(np.arange(0, 1.01, 0.1), 1), size=n)
+    cmab_ratio = rng.gamma(2.0, 0.5, n)
+    cols = {
+        "id": pc.binary_join_element_wise("s", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
+        "source": pc.take(pa.array(SOURCES), pa.array(src)),
+        "media_type": pc.take(pa.array(["image", "video", "text"]), pa.array(media)),
+        "video_id": pc.if_else(
+            pa.array(is_video),
+            pc.binary_join_element_wise("v", pc.cast(pa.array(vid_group), pa.string()), ""),
+            pa.nulls(n, pa.string()),
+        ),
+        "messages": _messages(question, answer, media),
+        "category": pc.take(
+            pa.array(CATEGORIES),
+            pa.array(np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))),
+        ),
+        "answer": answer,
+        "motion": motion,
+        "frame_div": np.where(is_video, rng.beta(2, 8, n), 0.0),
+        "num_frames": num_frames.astype(np.int64),
+        "duration": np.where(is_video, num_frames / 2.0, 0.0),
+        "loss": loss,
+        "loss_blind": loss_blind,
+        "vds": loss_blind - loss,
+        "ppl": np.exp(np.clip(loss, -30, 30)),
+        "temporal": temporal,
+        "stability": pa.array(stability, mask=rng.random(n) < 0.1),
+        "cluster": rng.integers(0, 64, n),
+        "cluster_dist": rng.gamma(2.0, 0.4, n),
+        "pism_lambda": pism_lambda,
+        "cmab_ratio": cmab_ratio,
+        "ost_utility": rng.normal(0.0, 1.0, n),
+        "styles": _styles(rng, n),
+        "dup_cluster": dup_of.astype(np.int64),
+        "dup_keep": ~dup,
+    }
+    for i, cap in enumerate(CAPABILITIES):
+        base = rng.integers(0, 6, n)
+        cols[f"cap_{cap}"] = np.where(rng.random(n) < 0.3 + 0.03 * i, 0, base).astype(np.int8)
+    from selection.baselines import cmab_levels, pism_levels
+
+    cols["pism_label"] = pa.array(pism_levels(pism_lambda).tolist(), pa.string())
+    cols["cmab_label"] = pa.array(cmab_levels(cmab_ratio).tolist(), pa.string())
+    table = pa.table(cols)
+    sizes = np.bincount(table.column("cluster").to_numpy(), minlength=64)
+    return table.append_column("cluster_size", pa.array(sizes[table.column("cluster").to_numpy()]))
