@@ -77,7 +77,9 @@ _YES_NO = re.compile(r"^(yes|no)\b", re.I)
 _COMPARISON = re.compile(
     r"\b(compare|comparison|compared|differences?|differ|similarit(y|ies)|versus|vs\.?"
     r"|(more|less|fewer|greater|larger|smaller|bigger|taller|shorter|higher|lower) than"
-    r"|tallest|largest|highest|smallest|shortest|lowest|biggest|most|least)\b",
+    r"|tallest|largest|highest|smallest|shortest|lowest|biggest|most|least)\b"
+    r"|\bwhich\b[^?]*\b(taller|larger|bigger|smaller|shorter|higher|lower|heavier|lighter"
+    r"|better|worse|more|less|fewer)\b",
     re.I,
 )
 _COT_ASK = re.compile(r"step[- ]by[- ]step|explain your reasoning|show your (work|reasoning)", re.I)
