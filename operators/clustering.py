@@ -67,6 +67,7 @@ class ClusterConfig:
     k: int = 64  # clusters (capped at the sample size)
     sample_size: int = 100_000  # rows the centroids are trained on
     niter: int = 25  # k-means iterations
+    nredo: int = 3  # k-means restarts; the run with the lowest objective is kept
     seed: int = 0
     embedding_column: str = "text_embedding"
     gdo_features: bool = False  # append GDO's descriptor block to the embedding
@@ -150,17 +151,31 @@ def cluster_features(table: pa.Table, model: KMeansModel) -> tuple[np.ndarray, n
     return np.ascontiguousarray(vectors, np.float32), valid
 
 
+def _column_stats(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std over the finite values; (0, 1) for empty or constant columns."""
+    finite = np.isfinite(raw)
+    count = finite.sum(0)
+    filled = np.where(finite, raw, 0.0)
+    mean = filled.sum(0) / np.maximum(count, 1)
+    var = (np.where(finite, raw - mean, 0.0) ** 2).sum(0) / np.maximum(count, 1)
+    std = np.sqrt(var)
+    return mean, np.where(std > 1e-12, std, 1.0)
+
+
 def fit_kmeans(sample: pa.Table, config: ClusterConfig = ClusterConfig()) -> KMeansModel:
-    """Train faiss k-means on the sample's features (rows with a null embedding skipped)."""
+    """Train faiss k-means on the sample's features (rows with a null embedding skipped).
+
+    The sample is sorted by id first, so the same rows give the same centroids whatever
+    order a distributed read delivered them in.
+    """
     import faiss
 
+    if "id" in sample.column_names:
+        sample = sample.sort_by("id")
     width = BOW_BINS + sum(GDO_COLUMNS.values()) if config.gdo_features else 0
     mean, std = np.zeros(width), np.ones(width)
     if config.gdo_features:
-        raw = gdo_block(sample)
-        mean = np.nan_to_num(np.nanmean(raw, axis=0)) if len(raw) else mean
-        spread = np.nan_to_num(np.nanstd(raw, axis=0)) if len(raw) else std
-        std = np.where(spread > 1e-12, spread, 1.0)
+        mean, std = _column_stats(gdo_block(sample))
     model = KMeansModel(np.zeros((0, 0), np.float32), mean, std, config)
     features, valid = cluster_features(sample, model)
     features = features[valid]
@@ -171,6 +186,7 @@ def fit_kmeans(sample: pa.Table, config: ClusterConfig = ClusterConfig()) -> KMe
         features.shape[1],
         k,
         niter=config.niter,
+        nredo=config.nredo,
         seed=config.seed,
         gpu=config.gpu,
         verbose=False,

@@ -83,7 +83,7 @@ def _sample(ds, config: ClusterConfig, total: int) -> pa.Table:
     sample = ds if fraction >= 1.0 else ds.random_sample(fraction, seed=config.seed)
     tables = list(sample.iter_batches(batch_format="pyarrow", batch_size=4096))
     table = pa.concat_tables(tables) if tables else pa.table({})
-    return table.slice(0, config.sample_size)
+    return table.sort_by("id").slice(0, config.sample_size) if table.num_rows else table
 
 
 def cluster(config: ClusterJobConfig) -> dict:
@@ -122,13 +122,25 @@ def cluster(config: ClusterJobConfig) -> dict:
     return counts
 
 
+class _CountClusters:
+    """Ray Data task: one row per block holding that block's per-cluster counts."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        cluster = table.column("cluster").drop_null().to_numpy()
+        return pa.table({"counts": [np.bincount(cluster, minlength=self.k).tolist()]})
+
+
 def _sizes(assigned, k: int) -> np.ndarray:
-    """Rows per cluster (a distributed groupby; the result has k rows at most)."""
-    counts = assigned.groupby("cluster").count().take_all()
+    """Rows per cluster: per-block counts in parallel, summed on the driver (k numbers each)."""
+    blocks = assigned.map_batches(
+        _CountClusters, fn_constructor_args=(k,), batch_format="pyarrow", batch_size=None
+    )
     sizes = np.zeros(k, np.int64)
-    for row in counts:
-        if row["cluster"] is not None:
-            sizes[int(row["cluster"])] = int(row["count()"])
+    for row in blocks.take_all():
+        sizes += np.asarray(row["counts"], np.int64)
     return sizes
 
 
@@ -149,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=ClusterConfig.k, help="number of clusters")
     parser.add_argument("--sample-size", type=int, default=ClusterConfig.sample_size)
     parser.add_argument("--niter", type=int, default=ClusterConfig.niter)
+    parser.add_argument("--nredo", type=int, default=ClusterConfig.nredo, help="restarts")
     parser.add_argument("--seed", type=int, default=ClusterConfig.seed)
     parser.add_argument("--gdo", action="store_true", help="append GDO's descriptor block")
     parser.add_argument("--gdo-weight", type=float, default=ClusterConfig.gdo_weight)
@@ -160,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         k=args.k,
         sample_size=args.sample_size,
         niter=args.niter,
+        nredo=args.nredo,
         seed=args.seed,
         gdo_features=args.gdo,
         gdo_weight=args.gdo_weight,
