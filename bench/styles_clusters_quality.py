@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from operators.batches import sample_text  # noqa: E402
 from operators.capabilities import EmbeddingCapabilityScorer  # noqa: E402
 from operators.clustering import ClusterAssigner, ClusterConfig, fit_kmeans  # noqa: E402
 from operators.readers import iter_chunk_tables  # noqa: E402
@@ -73,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     cats = np.array([category[i] for i in table["id"].to_pylist()])
 
     scorer = EmbeddingCapabilityScorer()
-    vectors = scorer.embedder.encode(
-        [" ".join(m["content"] for m in msgs) for msgs in table["messages"].to_pylist()]
-    )
+    vectors = scorer.embedder.encode([sample_text(m) for m in table["messages"].to_pylist()])
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     embedded = table.append_column("text_embedding", column)
     scored = scorer(embedded)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators.batches import vectors_of
+from operators.batches import sample_text, vectors_of
 from operators.clustering import ClusterAssigner, ClusterConfig, fit_kmeans, hashed_bow
 from ray_jobs.cli import COMMANDS
 from ray_jobs.cluster import load_clusters, main
@@ -80,9 +80,7 @@ def test_cluster_job_reads_scored_embeddings_and_gdo_block(run_dir, small_pool, 
     from operators.embeddings import TextEmbedder
 
     pool = pq.read_table(run_dir / "pool")
-    vectors = TextEmbedder().encode(
-        [" ".join(m["content"] for m in msgs) for msgs in pool["messages"].to_pylist()]
-    )
+    vectors = TextEmbedder().encode([sample_text(m) for m in pool["messages"].to_pylist()])
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     run = tmp_path / "run"
     motion = np.where(pool["media_type"].to_numpy(zero_copy_only=False) == "video", 2.0, 0.0)
