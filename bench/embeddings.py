@@ -87,7 +87,7 @@ def bench_text(table: pa.Table) -> tuple[pa.Table, float]:
         "bare encode",
         ref,
     )
-    return out
+    return out, ref
 
 
 def tiny_vlm(model_dir: str) -> str:

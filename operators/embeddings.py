@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from operators.batches import (
     as_table,
@@ -165,9 +166,9 @@ class VisualEmbedder:
         pooled = []
         step = self.config.images_per_forward
         for start in range(0, len(images), step):
-            inputs = self.processor.image_processor(
-                images=images[start : start + step], return_tensors="pt"
-            )
+            # PIL images: an array like (1, 200, 3) would be read as channels-first otherwise
+            chunk = [Image.fromarray(np.asarray(a, np.uint8)) for a in images[start : start + step]]
+            inputs = self.processor.image_processor(images=chunk, return_tensors="pt")
             inputs = {k: v.to(self.device) for k, v in inputs.items() if torch.is_tensor(v)}
             with torch.inference_mode():
                 out = self.model.get_image_features(**inputs, **self.extra)
@@ -190,9 +191,33 @@ class VisualEmbedder:
                 continue
             owners.extend([row] * len(frames))
             images.extend(frames)
-        vectors = self.embed_images(images) if images else np.zeros((0, self.dim))
-        table = self._attach(table, np.asarray(owners, int), vectors, errors)
-        return like_input(batch, table)
+        owners, vectors = self._embed_rows(np.asarray(owners, int), images, errors)
+        return like_input(batch, self._attach(table, owners, vectors, errors))
+
+    def _embed_rows(self, owners: np.ndarray, images: list, errors: list):
+        """Embed all frames at once; if the model rejects the batch, row by row, so one bad
+        image (too small for the processor, say) costs its own row only."""
+        if not images:
+            return owners, np.zeros((0, self.dim))
+        # Processors raise many types on odd inputs (ValueError, ZeroDivisionError, ...);
+        # any failure of the batch sends it down the row-by-row path.
+        try:
+            return owners, self.embed_images(images)
+        except Exception:  # noqa: BLE001
+            pass
+        kept, vectors = [], []
+        for row in np.unique(owners):
+            picked = [images[i] for i in np.flatnonzero(owners == row)]
+            try:
+                vectors.append(self.embed_images(picked))
+            except Exception as error:  # noqa: BLE001
+                errors[row] = f"vision_model_error: {error}"[:300]
+                self.stats["vision_model_error"] += 1
+                continue
+            kept.extend([row] * len(picked))
+        if not vectors:
+            return np.zeros(0, int), np.zeros((0, self.dim))
+        return np.asarray(kept, int), np.concatenate(vectors)
 
     def _attach(self, table: pa.Table, owners: np.ndarray, vectors: np.ndarray, errors: list):
         """Average each row's frame vectors, normalize, and add the two columns."""

@@ -171,6 +171,19 @@ def test_visual_embedding_is_the_mean_pooled_vision_tower(tiny_vlm, small_pool):
     assert embedder.stats == {"undecodable_media": 1, "embedded": 2}
 
 
+def test_visual_embedding_isolates_a_frame_the_model_rejects(tiny_vlm):
+    embedder = VisualEmbedder(VisualEmbedConfig(tiny_vlm))
+    good = np.full((64, 64, 3), 90, np.uint8)
+    thin = np.full((1, 200, 3), 90, np.uint8)  # HWC, not channels-first
+    errors = [None, None, None]
+    owners, vectors = embedder._embed_rows(
+        np.array([0, 1, 2]), [good, np.zeros((0, 0, 3), np.uint8), thin], errors
+    )
+    assert owners.tolist() == [0, 2] and vectors.shape == (2, embedder.dim)
+    assert errors[1].startswith("vision_model_error") and errors[0] is None is errors[2]
+    assert np.allclose(vectors[0], embedder.embed_images([good])[0], atol=1e-5)
+
+
 def test_embedders_on_ray_actor_pools(ray_session, tiny_vlm, small_pool):
     table = media_rows(small_pool)
     ds = ray_session.data.from_arrow(table)
