@@ -11,10 +11,11 @@ Three sources, one column layout:
   a reply without a usable number is null and its reason is counted (and kept per row in
   `capability_errors`).
 - `EmbeddingCapabilityScorer` (the offline default; no instruction-tuned model needed): an
-  APPROXIMATION. The cosine of the sample's text embedding to a short description of each
-  capability, mapped linearly to 0-5 so that the capability's own example instructions score
-  5 on average and the other capabilities' examples 0 (clipped). It ranks samples by topic
-  relevance to a capability; it does not judge quality as mmSSR's trained scorers do.
+  APPROXIMATION. The cosine of the sample's text embedding to a prototype of each capability
+  (its short description plus three example instances), mapped linearly to 0-5 so that the
+  capability's own examples score 5 on average and the other capabilities' examples 0
+  (clipped). It ranks samples by topical relevance to a capability; it does not judge how
+  helpful a sample is, as mmSSR's trained scorers do.
 - `ImportedCapabilityScores`: scores the user brings (mmSSR's released scorers, an API), as
   JSONL or Parquet rows of `id` plus per-capability scores.
 """
