@@ -57,8 +57,10 @@ def _close(words, kinds, members, anchors, max_distance: float, frames: int) -> 
 
 
 def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: int = 64) -> dict:
-    """Edges between members of a bucket whose media hashes are within `max_distance` bits.
+    """Edges between members of a bucket whose media hashes are within a distance of the bits.
 
+    The distance is `max_distance`, or a record's own `limit` column when there is one (the
+    dedup job allows more media difference for identical text than for near-identical text).
     Buckets up to `cap` members compare all pairs; a larger bucket compares every member with
     its first `cap` members (identical media pile up in one bucket; this bounds the work).
     """
@@ -73,7 +75,8 @@ def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: in
             continue
         members = order[start:end]
         anchors = members[:cap]
-        i, j = np.nonzero(_close(words, kinds, members, anchors, max_distance, frames))
+        limit = float(group["limit"][members[0]]) if "limit" in group else max_distance
+        i, j = np.nonzero(_close(words, kinds, members, anchors, limit, frames))
         a, b = nodes[members[i]], nodes[anchors[j]]
         his.append(np.maximum(a, b)[a != b])
         los.append(np.minimum(a, b)[a != b])

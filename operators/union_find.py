@@ -4,11 +4,11 @@ Nodes are int64 keys (any values, not dense). Every component is labelled by its
 node, so a caller that orders node keys by priority (ray_jobs/dedup.py puts the survivor policy
 in the high bits) gets each component's survivor as its label.
 
-Distributed version (Ray Data, nothing on the driver but counts): edges live as a dataset of
-(hi, lo) pairs with hi > lo. Each round sends every edge to the partitions owning its two
-endpoints (a hash shuffle with `groupby(...).map_groups`), runs a union-find over each
-partition's edges, and emits every node of a local component pointing at the component's
-minimum: a star. Connectivity is kept (each edge lies inside one local component), and a
+Distributed version (Ray tasks, nothing on the driver but one flag per partition): edges are
+object refs of (hi, lo) arrays with hi > lo. Each round sends every edge to the partitions
+owning its two endpoints (a hash shuffle of map and reduce tasks), runs a union-find over
+each partition's edges, and emits every node of a local component pointing at the
+component's minimum: a star. Connectivity is kept (each edge lies inside one local component), and a
 round changes nothing exactly when every node has one target and no target has a target of
 its own, i.e. the edges are a star forest labelled by component minima. Duplicate clusters are
 small, so this takes 2-4 rounds in practice.
@@ -68,59 +68,66 @@ def _owner(nodes: np.ndarray, partitions: int, round_seed: int) -> np.ndarray:
     return (mix64(salted) % np.uint64(partitions)).astype(np.int64)
 
 
-class _Scatter:
-    """Send each edge to the partitions that own its endpoints (one copy if the same)."""
-
-    def __init__(self, partitions: int, round_seed: int):
-        self.partitions, self.round_seed = partitions, round_seed
-
-    def __call__(self, batch: dict) -> dict:
-        hi, lo = batch["hi"].astype(np.int64), batch["lo"].astype(np.int64)
-        p_hi = _owner(hi, self.partitions, self.round_seed)
-        p_lo = _owner(lo, self.partitions, self.round_seed)
-        twice = p_hi != p_lo
-        return {
-            "hi": np.concatenate([hi, hi[twice]]),
-            "lo": np.concatenate([lo, lo[twice]]),
-            "part": np.concatenate([p_hi, p_lo[twice]]),
-        }
+def _as_pairs(edges) -> np.ndarray:
+    """(m, 2) int64 from an array or a Ray Data numpy batch {"hi": ..., "lo": ...}."""
+    if isinstance(edges, dict):
+        return np.stack([edges["hi"], edges["lo"]], axis=1).astype(np.int64)
+    return np.asarray(edges, dtype=np.int64).reshape(-1, 2)
 
 
-def _contract(group: dict) -> dict:
+def _split(edges, partitions: int, round_seed: int) -> list[np.ndarray]:
+    """Send each edge to the partitions owning its endpoints (one copy when the same)."""
+    edges = _as_pairs(edges)
+    if len(edges) == 0:
+        return [edges] * partitions
+    p_hi = _owner(edges[:, 0], partitions, round_seed)
+    p_lo = _owner(edges[:, 1], partitions, round_seed)
+    return [edges[(p_hi == p) | (p_lo == p)] for p in range(partitions)]
+
+
+def _contract(*chunks: np.ndarray) -> tuple[np.ndarray, bool]:
     """One partition: its edges -> local stars, and whether that changed its edge set."""
-    given = _normalize(np.stack([group["hi"], group["lo"]], axis=1).astype(np.int64))
+    given = _normalize(np.concatenate(chunks))
     stars = _normalize(star_edges(given))
-    changed = len(stars) != len(given) or not np.array_equal(stars, given)
-    return {
-        "hi": stars[:, 0],
-        "lo": stars[:, 1],
-        "changed": np.full(len(stars), changed, dtype=bool),
-    }
+    return stars, len(stars) != len(given) or not np.array_equal(stars, given)
 
 
-def _dedupe(batch: dict) -> dict:
-    pairs = _normalize(np.stack([batch["hi"], batch["lo"]], axis=1).astype(np.int64))
-    return {"hi": pairs[:, 0], "lo": pairs[:, 1]}
+def _unique_by_node(*chunks: np.ndarray) -> np.ndarray:
+    """A node reached from two partitions appears twice in a star forest: keep one row."""
+    edges = _normalize(np.concatenate(chunks))
+    _, first = np.unique(edges[:, 0], return_index=True)
+    return edges[first]
 
 
-def connected_components(edges, partitions: int = 8, max_rounds: int = 30):
-    """Star forest (hi -> lo = component minimum) of an edge dataset with columns hi, lo.
+def connected_components(edge_refs: list, partitions: int = 8, max_rounds: int = 30) -> list:
+    """Star forest (node, component minimum) of edges given as Ray object refs of (m, 2) arrays.
 
-    `edges` is a `ray.data.Dataset`; the result is a materialized Dataset with columns
-    `hi` (a node) and `lo` (its component's minimum node), one row per non-minimum node.
-    Rounds repeat until no partition changes (at most `max_rounds`, then it raises).
+    Each round is a shuffle of Ray tasks: `partitions` map tasks split the edges by endpoint
+    owner, `partitions` reduce tasks contract them; only one changed flag per partition comes
+    back to the driver. Returns refs of (k, 2) arrays, each node once; raises when the rounds
+    do not converge within `max_rounds`.
     """
-    current = edges.select_columns(["hi", "lo"]).map_batches(_dedupe, batch_format="numpy")
+    import ray
+
+    partitions = max(2, partitions)  # num_returns=1 would hand back the list itself
+    split = ray.remote(_split).options(num_returns=partitions)
+    contract = ray.remote(_contract).options(num_returns=2)
+    current = edge_refs
     for round_index in range(max_rounds):
-        scattered = current.map_batches(
-            _Scatter, fn_constructor_args=(partitions, round_index), batch_format="numpy"
-        )
-        grouped = scattered.groupby("part", num_partitions=partitions)
-        result = grouped.map_groups(_contract, batch_format="numpy").materialize()
-        changed = result.sum("changed") if result.count() else 0
-        current = result.select_columns(["hi", "lo"])
-        if not changed:
-            # A star forest; a node reached from two partitions appears twice: keep one row.
-            unique = current.groupby("hi", num_partitions=partitions).min("lo")
-            return unique.rename_columns({"min(lo)": "lo"}).materialize()
+        pieces = [split.remote(ref, partitions, round_index) for ref in current]
+        results = [contract.remote(*[piece[p] for piece in pieces]) for p in range(partitions)]
+        current = [stars for stars, _ in results]
+        if not any(ray.get([changed for _, changed in results])):
+            # Route each star edge by its node, so each node lands in one partition.
+            owner = ray.remote(_split_by_node).options(num_returns=partitions)
+            routed = [owner.remote(ref, partitions) for ref in current]
+            unique = ray.remote(_unique_by_node)
+            return [unique.remote(*[piece[p] for piece in routed]) for p in range(partitions)]
     raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
+
+
+def _split_by_node(edges: np.ndarray, partitions: int) -> list[np.ndarray]:
+    if len(edges) == 0:
+        return [edges] * partitions
+    owner = _owner(edges[:, 0], partitions, -1)
+    return [edges[owner == p] for p in range(partitions)]

@@ -134,6 +134,10 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
     }
     for k in range(HASH_WORDS):
         out[f"w{k}"] = words[:, k]
+    compact = {k: out[k] for k in ("node", "exact", "kind")}
+    compact["id"] = table.column("id")
+    name = os.path.basename(path)
+    write_parquet_atomic(pa.table(compact), os.path.join(config.run, "dedup", "_keys", name))
     return out
 
 
@@ -173,36 +177,42 @@ def _text_records(batch: dict, config: DedupConfig) -> dict:
     reps = stacked.shape[1]
     out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
     if config.near_media:
+        # Identical text may come with a re-encoded copy; near text needs near-identical media.
+        limit = np.full(stacked.shape, config.media.near_text_distance)
+        if config.exact:
+            limit[:, 0] = config.media.max_distance
+        out["limit"] = limit.ravel()
         out["kind"] = np.repeat(batch["kind"][use], reps)
         for k in range(HASH_WORDS):
             out[f"w{k}"] = np.repeat(batch[f"w{k}"][use], reps)
     return out
 
 
-def _pairs(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Collect a compact (hi -> lo) star forest as sorted arrays."""
-    his, los = [], []
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-        his.append(batch["hi"].astype(np.int64))
-        los.append(batch["lo"].astype(np.int64))
-    hi = np.concatenate(his) if his else np.empty(0, np.int64)
-    lo = np.concatenate(los) if los else np.empty(0, np.int64)
-    order = np.argsort(hi)
-    return hi[order], lo[order]
-
-
 def _components(edges, partitions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes, roots) sorted by node, for the rows that have a duplicate (a compact table)."""
+    import ray
+
     if edges.count() == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    return _pairs(connected_components(edges, partitions))
+    stars = np.concatenate(ray.get(connected_components(edges.to_numpy_refs(), partitions)))
+    order = np.argsort(stars[:, 0])
+    return stars[order, 0], stars[order, 1]
 
 
-def _root_info(batch: dict, roots: np.ndarray) -> dict:
-    mine = np.isin(batch["node"], roots)
-    return {"node": batch["node"][mine], "id": batch["id"][mine], "exact": batch["exact"][mine]}
+def _keys_table(path: str, config: DedupConfig) -> dict:
+    name = os.path.basename(path)
+    table = pq.read_table(os.path.join(config.run, "dedup", "_keys", name))
+    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+
+
+def _root_info(batch: dict, roots: np.ndarray, config: DedupConfig) -> dict:
+    keys = _keys_table(str(batch["path"][0]), config)
+    mine = np.isin(keys["node"], roots)
+    return {"node": keys["node"][mine], "id": keys["id"][mine], "exact": keys["exact"][mine]}
 
 
 def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_ids) -> dict:
+    """dup_cluster, dup_keep, dup_reason, media_cluster of one shard's rows."""
     nodes = batch["node"].astype(np.int64)
     ids = np.asarray(batch["id"], dtype=object)
     root = _lookup(nodes, text_roots, nodes)
@@ -212,8 +222,6 @@ def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_id
     media_root = _lookup(nodes, media_roots, nodes)
     media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, media_ids, ids), None)
     return {
-        "shard": batch["shard"],
-        "row": nodes & ((1 << ROW_BITS) - 1),
         "id": ids,
         "dup_cluster": _lookup(root, root_ids, ids).astype(object),
         "dup_keep": root == nodes,
@@ -223,32 +231,30 @@ def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_id
     }
 
 
-def _write_shard(group: dict, out_dir: str) -> dict:
-    order = np.argsort(group["row"])
-    shard = int(group["shard"][0])
+def _write_shard(batch: dict, config: DedupConfig, tables: dict) -> dict:
+    """Label one shard's rows (from its keys file) and write `dedup/part-NNNNN.parquet`."""
+    path = str(batch["path"][0])
+    labels = _labels(_keys_table(path, config), **tables)
     table = pa.table(
         {
-            name: pa.array(list(group[name][order]), type=DEDUP_SCHEMA.field(name).type)
+            name: pa.array(list(labels[name]), DEDUP_SCHEMA.field(name).type)
             for name in DEDUP_SCHEMA.names
         },
         schema=DEDUP_SCHEMA,
     )
-    write_parquet_atomic(table, os.path.join(out_dir, f"part-{shard:05d}.parquet"))
-    reasons = Counter(group["dup_reason"].tolist())
-    return {
-        "shard": np.array([shard]),
-        "counts": np.array(
-            [
-                json.dumps(
-                    {
-                        "rows": len(order),
-                        "unreadable": int(group["media_unreadable"].sum()),
-                        **reasons,
-                    }
-                )
-            ]
-        ),
-    }
+    name = os.path.basename(path)
+    write_parquet_atomic(table, os.path.join(config.run, "dedup", name))
+    reasons = Counter(labels["dup_reason"].tolist())
+    counts = {"rows": table.num_rows, "unreadable": int(labels["media_unreadable"].sum())}
+    return {"counts": np.array([json.dumps({**counts, **reasons})])}
+
+
+def _shard_items(config: DedupConfig):
+    import ray
+
+    shards = _shards(config.input_dir())
+    items = [{"path": p, "offset": o, "shard": k} for k, (p, o) in enumerate(shards)]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items)))
 
 
 def _key_rows(config: DedupConfig):
@@ -281,9 +287,11 @@ def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.
     return keys[order], values[order]
 
 
-def _root_tables(rows, roots: np.ndarray):
+def _root_tables(config: DedupConfig, roots: np.ndarray):
     """(node -> id, node -> exact key) sorted tables for the given root nodes."""
-    info = rows.map_batches(_root_info, fn_kwargs={"roots": roots}, batch_format="numpy")
+    info = _shard_items(config).map_batches(
+        _root_info, fn_kwargs={"roots": roots, "config": config}, batch_size=1, batch_format="numpy"
+    )
     info = info.take_all()
     nodes = np.array([r["node"] for r in info], dtype=np.int64)
     ids = _sorted_table(nodes, np.array([r["id"] for r in info], dtype=object))
@@ -306,22 +314,23 @@ def dedup(config: DedupConfig) -> dict:
         edge_kwargs = {"max_distance": config.media.max_distance, "frames": config.media.frames}
     edges = shuffle_to_edges(records, edge_fn, config.partitions, edge_kwargs).materialize()
     text_roots = _components(edges, config.partitions)
-    root_ids, root_exact = _root_tables(rows, np.unique(text_roots[1]))
-    media_ids, _ = _root_tables(rows, np.unique(media_roots[1]))
-    labels = rows.map_batches(
-        _labels,
-        fn_kwargs={
-            "text_roots": text_roots,
-            "root_ids": root_ids,
-            "root_exact": root_exact,
-            "media_roots": media_roots,
-            "media_ids": media_ids,
-        },
-        batch_format="numpy",
-    )
+    root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
+    media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
+    tables = {
+        "text_roots": text_roots,
+        "root_ids": root_ids,
+        "root_exact": root_exact,
+        "media_roots": media_roots,
+        "media_ids": media_ids,
+    }
     written = (
-        labels.groupby("shard", num_partitions=config.partitions)
-        .map_groups(_write_shard, fn_kwargs={"out_dir": out_dir}, batch_format="numpy")
+        _shard_items(config)
+        .map_batches(
+            _write_shard,
+            fn_kwargs={"config": config, "tables": tables},
+            batch_size=1,
+            batch_format="numpy",
+        )
         .take_all()
     )
     counts: Counter = Counter()
