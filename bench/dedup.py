@@ -144,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     ray.init(include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    print(
-        f"ray up in {time.time() - started:.1f}s; config {config}, bands x rows {config.band_rows()}"
-    )
+    up = time.time() - started
+    print(f"ray up in {up:.1f}s; {config}, bands x rows {config.band_rows()}")
     results = []
     for n in args.sizes:
         pool = os.path.join(args.out, f"text{n}")

@@ -87,12 +87,25 @@ def _with_partition(batch: dict, partitions: int) -> dict:
     return {**batch, "part": partition_of(batch["key"], partitions)}
 
 
-def shuffle_to_edges(records, edge_fn, partitions: int, fn_kwargs: dict | None = None):
-    """A Ray Data hash shuffle of (key, node, ...) records into candidate edges (hi, lo)."""
-    return (
-        records.map_batches(
-            _with_partition, fn_kwargs={"partitions": partitions}, batch_format="numpy"
-        )
-        .groupby("part", num_partitions=partitions)
-        .map_groups(edge_fn, fn_kwargs=fn_kwargs or {}, batch_format="numpy")
+def shuffle_to_edges(
+    records,
+    edge_fn,
+    partitions: int,
+    fn_kwargs: dict | None = None,
+    strategy: str = "sort_shuffle_pull_based",
+):
+    """A Ray Data shuffle of (key, node, ...) records, by a hash of the key, into edges (hi, lo).
+
+    `strategy` is a `ray.data.context.ShuffleStrategy` value for this dataset only; the
+    task-based sort shuffle is the default because the actor-based hash shuffle reserved the
+    CPUs of a 2-core machine and its workers aborted under load (Ray 2.60).
+    """
+    from ray.data.context import ShuffleStrategy
+
+    keyed = records.map_batches(
+        _with_partition, fn_kwargs={"partitions": partitions}, batch_format="numpy"
+    )
+    keyed.context.shuffle_strategy = ShuffleStrategy(strategy)
+    return keyed.groupby("part", num_partitions=partitions).map_groups(
+        edge_fn, fn_kwargs=fn_kwargs or {}, batch_format="numpy"
     )

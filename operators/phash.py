@@ -41,7 +41,7 @@ class MediaHashConfig:
 
     frames: int = 4  # key frames per video (<= 4), sampled uniformly
     max_distance: float = 0.15  # Hamming distance / bits at or below which media are copies
-    near_text_distance: float = 0.03  # the same, for rows whose text is only near-identical
+    near_text_distance: float = 0.0  # the same, for rows whose text is only near-identical
     bands: int = 16  # bit-sampling bands
     rows: int = 12  # bits per band
     seed: int = 7  # seed of the sampled bit positions

@@ -11,6 +11,8 @@ __all__ = ["main"]
 COMMANDS = {
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
+    "score": "ray_jobs.score",
+    "dedup": "ray_jobs.dedup",
 }
 
 
