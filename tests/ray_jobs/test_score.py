@@ -12,6 +12,7 @@ from operators.schema import ROW_SCHEMA
 from ray_jobs.ingest import IngestConfig, ingest
 from ray_jobs.rundir import read_counts
 from ray_jobs.score import ScoreConfig, score
+from ray_jobs.synthetic_pool import _spec
 
 
 @pytest.fixture(scope="module")
@@ -46,26 +47,33 @@ def test_descriptors_follow_ground_truth(scored_run, small_pool):
     run, *_ = scored_run
     truth = {r["id"]: r for r in pq.read_table(small_pool / "ground_truth.parquet").to_pylist()}
     rows = pq.read_table(run / "scored").to_pylist()
-    moving = [r["motion"] for r in rows if truth[r["id"]]["category"] == "temporal"]
-    still = [r["motion"] for r in rows if truth[r["id"]]["category"] == "static_video"]
+
+    def direction(row_id: str) -> str:
+        source = truth[row_id]["dup_of"] or row_id  # duplicates reuse their original's video
+        return _spec(0, int(source.split("-")[1]))["direction"]
+
+    videos = [r for r in rows if r["media_type"] == "video"]
+    moving = [r["motion"] for r in videos if direction(r["id"]) != "still"]
+    still = [r["motion"] for r in videos if direction(r["id"]) == "still"]
+    assert moving and still
     images = [r for r in rows if r["media_type"] == "image"]
     assert min(moving) > 5 * max(still)
     assert all(r["motion"] == 0.0 and r["frame_div"] == 0.0 for r in images)
     assert all(r["width"] in (64, 80) and r["num_frames"] == 1 for r in images)
-    videos = [r for r in rows if r["media_type"] == "video"]
     assert all(8 <= r["num_frames"] <= 16 and r["fps"] == 8.0 for r in videos)
 
 
 def test_rerun_resumes_per_shard(scored_run):
     run, _, _, counts = scored_run
-    first = sorted(os.listdir(run / "scored"))[0]
+    names = sorted(n for n in os.listdir(run / "scored") if n.endswith(".parquet"))
+    first = names[0]
     before = pq.read_table(run / "scored" / first)
-    mtimes = {n: os.path.getmtime(run / "scored" / n) for n in os.listdir(run / "scored")}
+    mtimes = {n: os.path.getmtime(run / "scored" / n) for n in names}
     os.remove(run / "scored" / first)
     os.remove(run / "scored" / "_SUCCESS")
     again = score(ScoreConfig(str(run)))
     assert again == counts
     assert pq.read_table(run / "scored" / first).equals(before)
     for name, mtime in mtimes.items():
-        if name not in (first, "_SUCCESS"):
+        if name != first:
             assert os.path.getmtime(run / "scored" / name) == mtime  # not rewritten
