@@ -1,0 +1,382 @@
+"""`mmcurate dedup`: exact and near-duplicate clusters of a pool, written to `RUN/dedup/`.
+
+One global Ray Data job over the pool's Parquet shards:
+1. per shard (a task): row keys. Each row gets a node key that orders rows by the survivor
+   policy (longest answer first, then pool order), GDO's exact key SHA1(question|||answer),
+   MinHash band keys of instruction + answer text, and a perceptual hash of its first media.
+2. media LSH: bit-sampling bands shuffled by key, candidate pairs verified on Hamming
+   distance, components by the distributed union-find -> `media_cluster` (copies of one
+   picture or video, whatever their text).
+3. text LSH: exact keys and MinHash bands shuffled into buckets; a candidate pair becomes an
+   edge when the two rows' media are copies too (same Hamming test; text-only rows match
+   text-only rows), so one picture with two different questions stays two samples, and the
+   same question on two different pictures too. Components again -> `dup_cluster`.
+4. per shard: `dedup/part-NNNNN.parquet` with id, dup_cluster (the survivor's id), dup_keep,
+   dup_reason (unique / survivor / exact / near), media_cluster; then `_SUCCESS` with counts.
+
+Only compact per-row columns (keys, hashes) move; the driver holds the (node, root) pairs of
+rows that have a duplicate, never the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
+from operators.media import MediaError
+from operators.minhash import MinHashConfig, band_keys, exact_key, row_text, signatures
+from operators.phash import HASH_WORDS, MediaHashConfig, bit_sample_keys, media_hash
+from operators.union_find import connected_components
+from operators.writers import write_parquet_atomic
+from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+
+__all__ = ["DEDUP_SCHEMA", "DedupConfig", "dedup", "main", "node_keys"]
+
+DEDUP_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("dup_cluster", pa.string()),
+        ("dup_keep", pa.bool_()),
+        ("dup_reason", pa.string()),
+        ("media_cluster", pa.string()),
+    ]
+)
+ROW_BITS = 40  # pool row index in the low bits of a node key (up to 1.1e12 rows)
+MAX_PRIORITY = (1 << 23) - 1
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """The dedup job (help on each field)."""
+
+    run: str  # run directory; output goes to RUN/dedup/
+    input: str | None = None  # Parquet shards with ROW_SCHEMA; default RUN/pool
+    text: MinHashConfig = field(default_factory=MinHashConfig)  # near-duplicate text
+    media: MediaHashConfig = field(default_factory=MediaHashConfig)  # near-duplicate media
+    exact: bool = True  # GDO's SHA1(question|||answer) duplicates
+    near_text: bool = True  # MinHash-LSH text duplicates
+    near_media: bool = True  # hash media, and require text duplicates to share media
+    partitions: int = 8  # hash-shuffle partitions for buckets and union-find rounds
+
+    def input_dir(self) -> str:
+        return self.input or os.path.join(self.run, "pool")
+
+
+def node_keys(answer_lengths: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Keys whose order is the survivor policy: longest answer first, then pool order.
+
+    The union-find labels a component by its smallest key, so that label is the survivor.
+    """
+    priority = MAX_PRIORITY - np.minimum(answer_lengths.astype(np.int64), MAX_PRIORITY)
+    return (priority << ROW_BITS) | rows.astype(np.int64)
+
+
+def _shards(directory: str) -> list[tuple[str, int]]:
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".parquet"))
+    out, offset = [], 0
+    for name in names:
+        path = os.path.join(directory, name)
+        out.append((path, offset))
+        offset += pq.ParquetFile(path).metadata.num_rows
+    return out
+
+
+def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(kind, words): kind 0 no media, 1 image, 2 video, -1 unreadable; words (n, HASH_WORDS)."""
+    n = table.num_rows
+    kinds, words = np.zeros(n, np.int8), np.zeros((n, HASH_WORDS), np.uint64)
+    if not config.near_media:
+        return kinds, words
+    types, media = table.column("media_type").to_pylist(), table.column("media").to_pylist()
+    for i, (media_type, paths) in enumerate(zip(types, media, strict=True)):
+        if media_type not in ("image", "video") or not paths:
+            continue
+        try:
+            kinds[i], words[i] = media_hash(paths[0], media_type, config.media)
+        except MediaError:
+            kinds[i] = -1
+    return kinds, words
+
+
+def _row_keys(batch: dict, config: DedupConfig) -> dict:
+    """One shard -> per-row keys (the shard is read here so rows keep their pool index)."""
+    path, offset, shard = str(batch["path"][0]), int(batch["offset"][0]), int(batch["shard"][0])
+    table = pq.read_table(path, columns=["id", "media_type", "media", "messages", "answer"])
+    pairs = [
+        row_text(m, a)
+        for m, a in zip(
+            table.column("messages").to_pylist(), table.column("answer").to_pylist(), strict=True
+        )
+    ]
+    n = table.num_rows
+    answer_len = np.array([len(a) for _, a in pairs], dtype=np.int64)
+    kinds, words = _media_of(table, config)
+    bands, rows = config.text.band_rows()
+    texts = [f"{q} {a}" for q, a in pairs]
+    sigs = signatures(texts, config.text)
+    out = {
+        "shard": np.full(n, shard, np.int64),
+        "node": node_keys(answer_len, np.arange(offset, offset + n)),
+        "id": np.array(table.column("id").to_pylist(), dtype=object),
+        "exact": np.array([exact_key(q, a) for q, a in pairs], dtype=np.uint64),
+        "has_text": np.array([bool(t.strip()) for t in texts]),
+        "bands": band_keys(sigs, bands, rows),
+        "kind": kinds,
+    }
+    for k in range(HASH_WORDS):
+        out[f"w{k}"] = words[:, k]
+    compact = {k: out[k] for k in ("node", "exact", "kind")}
+    compact["id"] = table.column("id")
+    name = os.path.basename(path)
+    write_parquet_atomic(pa.table(compact), os.path.join(config.run, "dedup", "_keys", name))
+    return out
+
+
+def _media_records(batch: dict, config: DedupConfig) -> dict:
+    hashed = batch["kind"] > 0
+    kinds = batch["kind"][hashed]
+    words = np.stack([batch[f"w{k}"][hashed] for k in range(HASH_WORDS)], axis=1)
+    keys = bit_sample_keys(kinds, words, config.media)  # (m, bands)
+    reps = keys.shape[1]
+    out = {"key": keys.ravel(), "node": np.repeat(batch["node"][hashed], reps)}
+    out["kind"] = np.repeat(kinds, reps)
+    for k in range(HASH_WORDS):
+        out[f"w{k}"] = np.repeat(words[:, k], reps)
+    return out
+
+
+def _lookup(nodes: np.ndarray, table: tuple[np.ndarray, np.ndarray], default: np.ndarray):
+    """Map nodes through sorted (keys, values); nodes not in keys take `default`."""
+    keys, values = table
+    if len(keys) == 0:
+        return default
+    pos = np.clip(np.searchsorted(keys, nodes), 0, len(keys) - 1)
+    return np.where(keys[pos] == nodes, values[pos], default)
+
+
+def _text_records(batch: dict, config: DedupConfig) -> dict:
+    """(key, node) per exact key and per MinHash band, with the row's media hash to verify."""
+    use = batch["has_text"]
+    keys = []
+    if config.exact:
+        keys.append(batch["exact"].astype(np.uint64)[use][:, None])
+    if config.near_text:
+        keys.append(batch["bands"].astype(np.uint64)[use])
+    if not keys:
+        return {"key": np.empty(0, np.uint64), "node": np.empty(0, np.int64)}
+    stacked = np.concatenate(keys, axis=1)  # (rows, exact + bands)
+    reps = stacked.shape[1]
+    out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
+    if config.near_media:
+        # Identical text may come with a re-encoded copy; near text needs near-identical media.
+        limit = np.full(stacked.shape, config.media.near_text_distance)
+        if config.exact:
+            limit[:, 0] = config.media.max_distance
+        out["limit"] = limit.ravel()
+        out["kind"] = np.repeat(batch["kind"][use], reps)
+        for k in range(HASH_WORDS):
+            out[f"w{k}"] = np.repeat(batch[f"w{k}"][use], reps)
+    return out
+
+
+def _components(edges, partitions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes, roots) sorted by node, for the rows that have a duplicate (a compact table)."""
+    import ray
+
+    if edges.count() == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    stars = np.concatenate(ray.get(connected_components(edges.to_numpy_refs(), partitions)))
+    order = np.argsort(stars[:, 0])
+    return stars[order, 0], stars[order, 1]
+
+
+def _keys_table(path: str, config: DedupConfig) -> dict:
+    name = os.path.basename(path)
+    table = pq.read_table(os.path.join(config.run, "dedup", "_keys", name))
+    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+
+
+def _root_info(batch: dict, roots: np.ndarray, config: DedupConfig) -> dict:
+    keys = _keys_table(str(batch["path"][0]), config)
+    mine = np.isin(keys["node"], roots)
+    return {"node": keys["node"][mine], "id": keys["id"][mine], "exact": keys["exact"][mine]}
+
+
+def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_ids) -> dict:
+    """dup_cluster, dup_keep, dup_reason, media_cluster of one shard's rows."""
+    nodes = batch["node"].astype(np.int64)
+    ids = np.asarray(batch["id"], dtype=object)
+    root = _lookup(nodes, text_roots, nodes)
+    clustered = (root != nodes) | np.isin(nodes, root_ids[0])
+    same_text = _lookup(root, root_exact, np.zeros(len(nodes), np.uint64)) == batch["exact"]
+    reason = np.where(root == nodes, "survivor", np.where(same_text, "exact", "near"))
+    media_root = _lookup(nodes, media_roots, nodes)
+    media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, media_ids, ids), None)
+    return {
+        "id": ids,
+        "dup_cluster": _lookup(root, root_ids, ids).astype(object),
+        "dup_keep": root == nodes,
+        "dup_reason": np.where(clustered, reason, "unique").astype(object),
+        "media_cluster": media_cluster.astype(object),
+        "media_unreadable": batch["kind"] < 0,
+    }
+
+
+def _write_shard(batch: dict, config: DedupConfig, tables: dict) -> dict:
+    """Label one shard's rows (from its keys file) and write `dedup/part-NNNNN.parquet`."""
+    path = str(batch["path"][0])
+    labels = _labels(_keys_table(path, config), **tables)
+    table = pa.table(
+        {
+            name: pa.array(list(labels[name]), DEDUP_SCHEMA.field(name).type)
+            for name in DEDUP_SCHEMA.names
+        },
+        schema=DEDUP_SCHEMA,
+    )
+    name = os.path.basename(path)
+    write_parquet_atomic(table, os.path.join(config.run, "dedup", name))
+    reasons = Counter(labels["dup_reason"].tolist())
+    counts = {"rows": table.num_rows, "unreadable": int(labels["media_unreadable"].sum())}
+    return {"counts": np.array([json.dumps({**counts, **reasons})])}
+
+
+def _shard_items(config: DedupConfig):
+    import ray
+
+    shards = _shards(config.input_dir())
+    items = [{"path": p, "offset": o, "shard": k} for k, (p, o) in enumerate(shards)]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+
+
+def _key_rows(config: DedupConfig):
+    import ray
+
+    shards = _shards(config.input_dir())
+    items = [{"path": p, "offset": o, "shard": k} for k, (p, o) in enumerate(shards)]
+    return (
+        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        .map_batches(_row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
+        .materialize()
+    )
+
+
+def _media_components(rows, config: DedupConfig):
+    if not config.near_media:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    records = rows.map_batches(_media_records, fn_kwargs={"config": config}, batch_format="numpy")
+    edges = shuffle_to_edges(
+        records,
+        verified_bucket_edges,
+        config.partitions,
+        {"max_distance": config.media.max_distance, "frames": config.media.frames},
+    ).materialize()
+    return _components(edges, config.partitions)
+
+
+def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys)
+    return keys[order], values[order]
+
+
+def _root_tables(config: DedupConfig, roots: np.ndarray):
+    """(node -> id, node -> exact key) sorted tables for the given root nodes."""
+    info = _shard_items(config).map_batches(
+        _root_info, fn_kwargs={"roots": roots, "config": config}, batch_size=1, batch_format="numpy"
+    )
+    info = info.take_all()
+    nodes = np.array([r["node"] for r in info], dtype=np.int64)
+    ids = _sorted_table(nodes, np.array([r["id"] for r in info], dtype=object))
+    exact = _sorted_table(nodes, np.array([r["exact"] for r in info], dtype=np.uint64))
+    return ids, exact
+
+
+def dedup(config: DedupConfig) -> dict:
+    """Run the dedup stage; returns counts {rows, unique, survivor, exact, near, ...}."""
+    out_dir = os.path.join(config.run, "dedup")
+    if is_complete(out_dir):
+        return read_counts(out_dir)
+    ensure_ray()
+    rows = _key_rows(config)
+    media_roots = _media_components(rows, config)
+    records = rows.map_batches(_text_records, fn_kwargs={"config": config}, batch_format="numpy")
+    edge_fn, edge_kwargs = bucket_edges, None
+    if config.near_media:
+        edge_fn = verified_bucket_edges
+        edge_kwargs = {"max_distance": config.media.max_distance, "frames": config.media.frames}
+    edges = shuffle_to_edges(records, edge_fn, config.partitions, edge_kwargs).materialize()
+    text_roots = _components(edges, config.partitions)
+    root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
+    media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
+    tables = {
+        "text_roots": text_roots,
+        "root_ids": root_ids,
+        "root_exact": root_exact,
+        "media_roots": media_roots,
+        "media_ids": media_ids,
+    }
+    written = (
+        _shard_items(config)
+        .map_batches(
+            _write_shard,
+            fn_kwargs={"config": config, "tables": tables},
+            batch_size=1,
+            batch_format="numpy",
+        )
+        .take_all()
+    )
+    counts: Counter = Counter()
+    for item in written:
+        counts.update(json.loads(item["counts"]))
+    result = {
+        "rows": counts.pop("rows", 0),
+        "media_unreadable": counts.pop("unreadable", 0),
+        "reasons": {k: counts.get(k, 0) for k in ("unique", "survivor", "exact", "near")},
+        "media_clustered_rows": int(len(media_roots[0]) + len(np.unique(media_roots[1]))),
+        "shards": len(written),
+    }
+    result["removed"] = result["reasons"]["exact"] + result["reasons"]["near"]
+    result["kept"] = result["rows"] - result["removed"]
+    mark_complete(out_dir, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmcurate dedup", description=__doc__)
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--input", default=None, help="Parquet pool shards; default RUN/pool")
+    parser.add_argument("--threshold", type=float, default=MinHashConfig.threshold)
+    parser.add_argument("--num-perm", type=int, default=MinHashConfig.num_perm)
+    parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
+    parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
+    parser.add_argument("--no-media", action="store_true", help="do not hash media")
+    parser.add_argument("--partitions", type=int, default=DedupConfig.partitions)
+    args = parser.parse_args(argv)
+    text = MinHashConfig(
+        num_perm=args.num_perm, threshold=args.threshold, unit=args.unit, ngram=args.ngram
+    )
+    config = DedupConfig(
+        run=args.run,
+        input=args.input,
+        text=text,
+        near_media=not args.no_media,
+        partitions=args.partitions,
+    )
+    print(f"[mmcurate] dedup config: {asdict(config)} bands x rows: {text.band_rows()}")
+    started = time.time()
+    counts = dedup(config)
+    print(stage_line("dedup", counts, started))
+    print(f"[mmcurate] dedup reasons: {counts['reasons']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""`mmcurate score`: the streaming score stage, `RUN/pool/` -> `RUN/scored/` (+ quarantine).
+
+One Ray Data pass per group of input shards: read shard -> descriptor steps, in order -> the
+driver gathers the group's rows by shard and writes `scored/part-NNNNN.parquet` (one row per
+input row that could be scored, every input column kept, descriptor columns added) and
+`quarantine/score/part-NNNNN.parquet` (rows whose media cannot be decoded, with the reason).
+Output shards are named after their input shard and written atomically, scored file last, so
+a rerun skips every shard already written; `_SUCCESS` with the counts comes at the very end and
+`input = scored + quarantined` holds per shard and in total.
+
+A step is one `map_batches` over pyarrow batches: a function (CPU tasks) or a callable class
+run by an actor pool (model-based descriptors, `num_gpus` per actor). Steps see a `score_error`
+column and pass rows that already failed through untouched. Adding a descriptor is one more
+`ScoreStep` in `score_steps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from operators.motion import MotionConfig, describe_media
+from operators.schema import QUARANTINE_SCHEMA
+from operators.writers import write_parquet_atomic
+from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+
+__all__ = ["ScoreConfig", "ScoreStep", "main", "score", "score_steps"]
+
+STAGE = "score"
+INTERNAL = ("_shard", "_pos")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The score stage (help on each field)."""
+
+    run: str  # run directory: reads RUN/pool (unless `input`), writes RUN/scored
+    input: str | None = None  # Parquet shards with ROW_SCHEMA; default RUN/pool
+    cpu: MotionConfig = field(default_factory=MotionConfig)  # motion, frame_div, media facts
+    shards_per_group: int = 4  # input shards per Ray Data pass (the resume granularity)
+    batch_size: int = 32  # rows per CPU descriptor batch
+
+    def input_dir(self) -> str:
+        return self.input or os.path.join(self.run, "pool")
+
+
+@dataclass(frozen=True)
+class ScoreStep:
+    """One `map_batches` of the stage: a function, or a class run by an actor pool."""
+
+    name: str
+    fn: Callable  # (pa.Table, **fn_kwargs) -> pa.Table, or a class with __call__
+    fn_kwargs: dict = field(default_factory=dict)
+    fn_constructor_kwargs: dict = field(default_factory=dict)  # for a class
+    batch_size: int | None = 32
+    actors: tuple[int, int] | None = None  # (min, max) actor pool size for a class
+    num_gpus: float = 0.0  # GPUs per task / actor
+
+
+def score_steps(config: ScoreConfig) -> list[ScoreStep]:
+    """The stage's steps in order; CPU descriptors first (later issues append model steps)."""
+    cpu = config.cpu
+    if not (cpu.motion or cpu.frame_div or cpu.media_facts):
+        return []
+    return [ScoreStep("cpu_descriptors", describe_media, {"config": cpu}, config.batch_size)]
+
+
+def _read_shard(batch: dict) -> pa.Table:
+    path, shard = str(batch["path"][0]), int(batch["shard"][0])
+    table = pq.read_table(path)
+    table = table.append_column("_shard", pa.array([shard] * table.num_rows, pa.int64()))
+    return table.append_column("_pos", pa.array(range(table.num_rows), pa.int64()))
+
+
+def _apply(dataset, step: ScoreStep):
+    import ray
+
+    options = {"batch_size": step.batch_size, "batch_format": "pyarrow"}
+    if step.num_gpus:
+        options["num_gpus"] = step.num_gpus
+    if isinstance(step.fn, type):
+        low, high = step.actors or (1, 1)
+        return dataset.map_batches(
+            step.fn,
+            fn_constructor_kwargs=step.fn_constructor_kwargs,
+            fn_kwargs=step.fn_kwargs,
+            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+            **options,
+        )
+    return dataset.map_batches(step.fn, fn_kwargs=step.fn_kwargs, **options)
+
+
+def _quarantine(bad: pa.Table) -> pa.Table:
+    """Failed rows in QUARANTINE_SCHEMA, the row itself (media paths, text) as `raw` JSON."""
+    raw_columns = [c for c in ("id", "source", "media_type", "media", "messages", "answer")]
+    raws = [json.dumps(r) for r in bad.select(raw_columns).to_pylist()]
+    return pa.table(
+        {
+            "id": bad.column("id"),
+            "origin": bad.column("origin"),
+            "error_stage": pa.array([STAGE] * bad.num_rows),
+            "reason": bad.column("score_reason"),
+            "error": bad.column("score_error"),
+            "raw": pa.array(raws, pa.string()),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _write_shard(table: pa.Table, name: str, run: str) -> None:
+    table = table.sort_by("_pos")
+    failed = (
+        pc.is_valid(table.column("score_error")) if "score_error" in table.column_names else None
+    )
+    good = table if failed is None else table.filter(pc.invert(failed))
+    bad = None if failed is None else table.filter(failed)
+    quarantine = _quarantine(bad) if bad is not None else QUARANTINE_SCHEMA.empty_table()
+    write_parquet_atomic(quarantine, os.path.join(run, "quarantine", STAGE, name))
+    drop = [c for c in (*INTERNAL, "score_error") if c in good.column_names]
+    write_parquet_atomic(good.drop_columns(drop), os.path.join(run, "scored", name))
+
+
+def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: ScoreConfig):
+    import ray
+
+    items = [{"path": path, "shard": shard} for shard, path in group]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _read_shard, batch_size=1, batch_format="numpy"
+    )
+    for step in steps:
+        dataset = _apply(dataset, step)
+    parts: dict[int, list[pa.Table]] = {shard: [] for shard, _ in group}
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        for shard in pc.unique(batch.column("_shard")).to_pylist():
+            parts[shard].append(batch.filter(pc.equal(batch.column("_shard"), shard)))
+    names = {shard: os.path.basename(path) for shard, path in group}
+    for shard, tables in parts.items():
+        source = pq.read_schema(group[[s for s, _ in group].index(shard)][1])
+        table = pa.concat_tables(tables) if tables else _empty_like(source, steps, config)
+        _write_shard(table, names[shard], config.run)
+
+
+def _empty_like(source: pa.Schema, steps: list[ScoreStep], config: ScoreConfig) -> pa.Table:
+    """An empty input shard still gets its (empty) outputs, with the descriptor columns."""
+    table = source.empty_table()
+    table = table.append_column("_shard", pa.array([], pa.int64()))
+    table = table.append_column("_pos", pa.array([], pa.int64()))
+    for step in steps:
+        table = step.fn(table, **step.fn_kwargs) if not isinstance(step.fn, type) else table
+    return table
+
+
+def _finish(run: str, names: list[str]) -> dict:
+    scored = quarantined = 0
+    reasons: Counter = Counter()
+    for name in names:
+        scored += pq.ParquetFile(os.path.join(run, "scored", name)).metadata.num_rows
+        bad = pq.read_table(os.path.join(run, "quarantine", STAGE, name), columns=["reason"])
+        quarantined += bad.num_rows
+        reasons.update(bad.column("reason").to_pylist())
+    counts = {
+        "input": scored + quarantined,
+        "kept": scored,
+        "quarantined": quarantined,
+        "reasons": dict(sorted(reasons.items())),
+        "shards": len(names),
+    }
+    mark_complete(os.path.join(run, "quarantine", STAGE), counts)
+    mark_complete(os.path.join(run, "scored"), counts)
+    return counts
+
+
+def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
+    """Run the stage (resuming per shard); returns counts {input, kept, quarantined, reasons}."""
+    scored_dir = os.path.join(config.run, "scored")
+    if is_complete(scored_dir):
+        return read_counts(scored_dir)
+    ensure_ray()
+    steps = score_steps(config) if steps is None else steps
+    names = sorted(n for n in os.listdir(config.input_dir()) if n.endswith(".parquet"))
+    todo = [
+        (k, os.path.join(config.input_dir(), n))
+        for k, n in enumerate(names)
+        if not os.path.exists(os.path.join(scored_dir, n))
+    ]
+    size = max(1, config.shards_per_group)
+    for start in range(0, len(todo), size):
+        _run_group(todo[start : start + size], steps, config)
+    return _finish(config.run, names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmcurate score", description=__doc__)
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--input", default=None, help="Parquet pool shards; default RUN/pool")
+    parser.add_argument("--frames", type=int, default=MotionConfig.frames)
+    parser.add_argument("--no-motion", action="store_true", help="skip motion")
+    parser.add_argument("--no-frame-div", action="store_true", help="skip frame_div")
+    parser.add_argument("--no-media-facts", action="store_true", help="skip media facts")
+    parser.add_argument("--shards-per-group", type=int, default=ScoreConfig.shards_per_group)
+    args = parser.parse_args(argv)
+    cpu = MotionConfig(
+        frames=args.frames,
+        motion=not args.no_motion,
+        frame_div=not args.no_frame_div,
+        media_facts=not args.no_media_facts,
+    )
+    config = ScoreConfig(args.run, args.input, cpu, args.shards_per_group)
+    print(f"[mmcurate] score config: {asdict(config)}")
+    started = time.time()
+    counts = score(config)
+    print(stage_line(STAGE, counts, started))
+    print(f"[mmcurate] quarantined by reason: {counts['reasons']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

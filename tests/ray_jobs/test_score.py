@@ -1,0 +1,79 @@
+"""The streaming score stage on the 400-line synthetic pool: descriptors, quarantine, resume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from operators.schema import ROW_SCHEMA
+from ray_jobs.ingest import IngestConfig, ingest
+from ray_jobs.rundir import read_counts
+from ray_jobs.score import ScoreConfig, score
+from ray_jobs.synthetic_pool import _spec
+
+
+@pytest.fixture(scope="module")
+def scored_run(ray_session, small_pool, tmp_path_factory):
+    run = tmp_path_factory.mktemp("score_run")
+    pool_copy = tmp_path_factory.mktemp("pool_copy")
+    shutil.copytree(small_pool, pool_copy, dirs_exist_ok=True)
+    ingest(IngestConfig(str(pool_copy / "pool.jsonl"), str(run)))
+    pool = pq.read_table(run / "pool")
+    # Break one video after ingest: the score stage must quarantine it, not crash.
+    broken = next(r for r in pool.to_pylist() if r["media_type"] == "video")
+    with open(broken["media"][0], "wb") as handle:
+        handle.write(b"not a video" * 10)
+    counts = score(ScoreConfig(str(run), shards_per_group=2))
+    return run, pool, broken, counts
+
+
+def test_counts_reconcile_and_corrupt_video_is_quarantined(scored_run):
+    run, pool, broken, counts = scored_run
+    scored = pq.read_table(run / "scored")
+    quarantine = pq.read_table(run / "quarantine" / "score")
+    assert counts["input"] == pool.num_rows == scored.num_rows + quarantine.num_rows
+    assert quarantine.column("id").to_pylist() == [broken["id"]]
+    assert quarantine.column("reason").to_pylist() == ["undecodable_media"]
+    assert counts == read_counts(str(run / "scored"))
+    # One output shard per input shard, every input column kept.
+    assert sorted(os.listdir(run / "pool")) == sorted(os.listdir(run / "scored"))
+    assert set(ROW_SCHEMA.names) <= set(scored.column_names)
+
+
+def test_descriptors_follow_ground_truth(scored_run, small_pool):
+    run, *_ = scored_run
+    truth = {r["id"]: r for r in pq.read_table(small_pool / "ground_truth.parquet").to_pylist()}
+    rows = pq.read_table(run / "scored").to_pylist()
+
+    def direction(row_id: str) -> str:
+        source = truth[row_id]["dup_of"] or row_id  # duplicates reuse their original's video
+        return _spec(0, int(source.split("-")[1]))["direction"]
+
+    videos = [r for r in rows if r["media_type"] == "video"]
+    moving = [r["motion"] for r in videos if direction(r["id"]) != "still"]
+    still = [r["motion"] for r in videos if direction(r["id"]) == "still"]
+    assert moving and still
+    images = [r for r in rows if r["media_type"] == "image"]
+    assert min(moving) > 5 * max(still)
+    assert all(r["motion"] == 0.0 and r["frame_div"] == 0.0 for r in images)
+    assert all(r["width"] in (64, 80) and r["num_frames"] == 1 for r in images)
+    assert all(8 <= r["num_frames"] <= 16 and r["fps"] == 8.0 for r in videos)
+
+
+def test_rerun_resumes_per_shard(scored_run):
+    run, _, _, counts = scored_run
+    names = sorted(n for n in os.listdir(run / "scored") if n.endswith(".parquet"))
+    first = names[0]
+    before = pq.read_table(run / "scored" / first)
+    mtimes = {n: os.path.getmtime(run / "scored" / n) for n in names}
+    os.remove(run / "scored" / first)
+    os.remove(run / "scored" / "_SUCCESS")
+    again = score(ScoreConfig(str(run)))
+    assert again == counts
+    assert pq.read_table(run / "scored" / first).equals(before)
+    for name, mtime in mtimes.items():
+        if name != first:
+            assert os.path.getmtime(run / "scored" / name) == mtime  # not rewritten
