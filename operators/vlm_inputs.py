@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from operators.media import load_image, read_video_frames
+from operators.records import RowError
 
 __all__ = [
     "IGNORE_INDEX",
@@ -36,20 +37,13 @@ __all__ = [
     "encode_row",
     "frame_order",
     "split_turns",
+    "vision_token_ids",
 ]
 
 IGNORE_INDEX = -100
 PLACEHOLDER = re.compile(r"(<image>|<video>)")
 # Token-aligned processor outputs other than input_ids, and their value on appended tokens.
 TOKEN_FIELDS = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 0}
-
-
-class RowError(ValueError):
-    """A row that cannot become model inputs; `reason` is a short code to count by."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -93,8 +87,8 @@ def batch_rows(batch: dict) -> list[dict]:
         row = {}
         for name in names:
             value = batch[name][i]
-            if isinstance(value, np.ndarray) and value.dtype == object:
-                value = list(value)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
             row[name] = value.item() if isinstance(value, np.generic) else value
         rows.append(row)
     return rows
@@ -130,12 +124,13 @@ def frame_order(count: int, key: str, mode: str = "ordered") -> list[int]:
 
 def decode_media(row: dict, num_frames: int) -> list[np.ndarray]:
     """Decode the row's media in order: (H, W, 3) per image, (T, H, W, 3) per video."""
-    out = []
-    for path in row.get("media") or []:
+    out, paths = [], row.get("media")
+    for path in [] if paths is None else list(paths):
         if row["media_type"] == "video":
             out.append(read_video_frames(str(path), num_frames)[0])
         else:
-            out.append(load_image(str(path)))
+            image = load_image(str(path))
+            out.append(image if image.flags.writeable else image.copy())
     return out
 
 
@@ -207,7 +202,8 @@ def _media_lists(conv: list[dict], media: list[np.ndarray], video_as_frames: boo
     return images, videos
 
 
-def _vision_token_ids(processor) -> set[int]:
+def vision_token_ids(processor) -> set[int]:
+    """Ids of the image / video placeholder tokens that the processor expands."""
     ids = set()
     for name in ("image_token_id", "video_token_id"):
         value = getattr(processor, name, None)
@@ -288,7 +284,7 @@ def collate(encodings: list[RowEncoding], processor, padding_side: str = "right"
     import torch
 
     pad_id = processor.tokenizer.pad_token_id or 0
-    vision_ids = _vision_token_ids(processor)
+    vision_ids = vision_token_ids(processor)
     width = max(len(e) for e in encodings)
     ids, labels, vision = [], [], []
     fields = {k: [] for k in TOKEN_FIELDS if k in encodings[0].token_fields}
