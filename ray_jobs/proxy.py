@@ -1,8 +1,9 @@
 """`mmcurate proxy warmup --run DIR`: warm the proxy VLM up on a random slice of `DIR/pool/`.
 
 Without `--base`, a tiny Qwen2-VL is built offline first (its BPE tokenizer trained on the
-slice's text) in `DIR/proxy_base/`. The warmed model goes to `DIR/proxy/` with a `_SUCCESS`
-marker holding the training metrics; a rerun with the marker present does nothing. The
+slice's text) in `DIR/proxy_base/`. The warmed model goes to `DIR/proxy/` with the ids it
+trained on (`train_ids.txt`, so evaluations can hold them out) and a `_SUCCESS` marker
+holding the training metrics; a rerun with the marker present does nothing. The
 `score` stage uses `DIR/proxy/` unless given another proxy.
 """
 
@@ -43,6 +44,9 @@ def proxy_warmup(run: str, config: WarmupConfig | None = None) -> dict:
             build_tiny_qwen2_vl(base, TinyConfig(seed=config.seed), texts=texts)
         config = replace(config, base=base)
     metrics = warm_up(dataset, config, out, os.path.join(run, "proxy_train"))
+    ids = sorted(str(i) for i in dataset.to_pandas()["id"])
+    with open(os.path.join(out, "train_ids.txt"), "w") as handle:
+        handle.write("\n".join(ids) + "\n")
     metrics = {**metrics, "base": config.base, "config": asdict(config)}
     mark_complete(out, metrics)
     return metrics
