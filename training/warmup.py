@@ -46,6 +46,7 @@ class WarmupConfig:
     num_frames: int = 8
     time_budget_s: float = 0.0  # stop after this many seconds of training (0: no limit)
     num_threads: int = 1  # torch threads per worker
+    log_every: int = 50  # print loss and throughput every this many steps
     seed: int = 0
 
 
@@ -94,6 +95,9 @@ def train_proxy(rows: list[dict], config: WarmupConfig, out_dir: str) -> dict:
             chunk = [encodings[i] for i in order[start : start + config.batch_size]]
             losses.append(_step(model, optimizer, collate(chunk, processor, "right")))
             seen += len(chunk)
+            if len(losses) % config.log_every == 0:
+                rate = seen / (time.time() - started)
+                print(f"[warmup] step {len(losses)} loss {losses[-1]:.3f} ({rate:.0f} samples/s)")
             if config.time_budget_s and time.time() - started > config.time_budget_s:
                 break
         else:

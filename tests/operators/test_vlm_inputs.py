@@ -14,6 +14,7 @@ from operators.vlm_inputs import (
     collate,
     decode_media,
     encode_row,
+    encode_rows,
     frame_order,
 )
 from training.tiny_models import TinyConfig, build_tiny_llava, build_tiny_qwen2_vl
@@ -116,3 +117,38 @@ def test_video_becomes_frames_for_image_only_processor(tmp_path, rows):
     assert enc.prompt_ids.count(image_id) == 4 * 16  # 4 frames x 16 patches
     assert enc.media["pixel_values"].shape[0] == 4
     assert np.isfinite(enc.media["pixel_values"].numpy()).all()
+
+
+def _same(a, b):
+    assert a.prompt_ids == b.prompt_ids and a.answer_ids == b.answer_ids
+    assert a.token_fields == b.token_fields
+    assert sorted(a.media) == sorted(b.media)
+    for key in a.media:
+        assert torch.equal(torch.as_tensor(a.media[key]), torch.as_tensor(b.media[key]))
+
+
+def test_batched_encoding_equals_row_by_row(processor, rows):
+    picked = [r for r in rows if r["media_type"] == "image"][:3]
+    picked += [r for r in rows if r["media_type"] == "video"][:3]
+    media = [decode_media(r, 8) for r in picked]
+    bad = {**picked[0], "messages": picked[0]["messages"][:1], "answer": None}
+    batch_rows_ = [*picked, picked[1], bad]
+    batch_media = [*media, None, media[0]]
+    encoded = encode_rows(processor, batch_rows_, batch_media)
+    for row, m, enc in zip(batch_rows_[:-1], batch_media[:-1], encoded[:-1], strict=True):
+        _same(enc, encode_row(processor, row, m))
+    assert isinstance(encoded[-1], RowError) and encoded[-1].reason == "no_answer"
+
+
+def test_batched_encoding_equals_row_by_row_for_llava(tmp_path, rows):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(build_tiny_llava(str(tmp_path / "llava")))
+    picked = [r for r in rows if r["media_type"] == "image"][:2]
+    picked += [r for r in rows if r["media_type"] == "video"][:1]
+    config = InputsConfig(num_frames=4)
+    media = [decode_media(r, 4) for r in picked]
+    for row, m, enc in zip(
+        picked, media, encode_rows(processor, picked, media, config), strict=True
+    ):
+        _same(enc, encode_row(processor, row, m, config))
