@@ -16,7 +16,9 @@ its reason in `model_error`):
 - `cmab_ratio`, `cmab_label` (Qi et al. 2026): see operators/cmab.py; over the greedy answer.
 
 `apply_model_descriptors(ds, config)` maps it over a Ray Dataset with an autoscaling actor
-pool (`num_gpus` per actor on GPU). Each descriptor group is switchable in the config.
+pool (`num_gpus` per actor on GPU), in pyarrow batches so that the input schema passes
+through unchanged and missing descriptors are written as nulls. Each descriptor group is
+switchable in the config.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from operators.cmab import cmab_label, cmab_ratio
 from operators.media import MediaError
@@ -111,8 +114,18 @@ class ModelDescriptors:
         self.counts: Counter = Counter()
         torch.manual_seed(config.seed)
 
-    def __call__(self, batch: dict) -> dict:
-        rows = batch_rows(batch)
+    def __call__(self, batch):
+        """Add the descriptor columns to a batch: a dict of NumPy arrays (returns a dict) or a
+        pyarrow Table (returns a Table with the input schema kept and NaN written as null)."""
+        if isinstance(batch, pa.Table):
+            out = self._describe(batch.to_pylist())
+            table = batch.drop_columns([c for c in out if c in batch.column_names])
+            for name, values in out.items():
+                table = table.append_column(name, _arrow_column(values))
+            return table
+        return {**batch, **self._describe(batch_rows(batch))}
+
+    def _describe(self, rows: list[dict]) -> dict[str, np.ndarray]:
         out = {name: np.full(len(rows), np.nan) for name in FLOAT_COLUMNS}
         out.update({name: np.full(len(rows), None, dtype=object) for name in STRING_COLUMNS})
         media, encodings = self._encode(rows, out["model_error"])
@@ -130,8 +143,8 @@ class ModelDescriptors:
         if ok and self.config.prompted_temporal:
             self._prompted_temporal(rows, ok, out)
         self.counts.update(total=len(rows), scored=len(ok))
-        self.counts.update(str(e) for e in out["model_error"] if e is not None)
-        return {**batch, **out}
+        self.counts.update(str(e).split(":")[0] for e in out["model_error"] if e is not None)
+        return out
 
     def _encode_all(self, rows: list[dict], media: list, answers=None) -> list:
         """Encodings (or RowErrors, in place) of rows with the given media, one processor call."""
@@ -274,6 +287,12 @@ class ModelDescriptors:
             out["temporal_prompted"][i] = prompted_temporal_value(self.runtime.decode(ids[0]))
 
 
+def _arrow_column(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:
+        return pa.array(values.tolist(), type=pa.string())
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+
+
 def apply_model_descriptors(
     ds,
     config: DescriptorConfig,
@@ -298,7 +317,7 @@ def apply_model_descriptors(
         ModelDescriptors,
         fn_constructor_args=(config,),
         batch_size=batch_size,
-        batch_format="numpy",
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
         **resources,
     )

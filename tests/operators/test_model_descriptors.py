@@ -109,6 +109,15 @@ def test_descriptor_values_and_bad_rows(model_path, rows):
     assert out["vds"][text] == 0.0 and out["temporal"][text] == 0.0
 
 
+def test_arrow_batches_keep_schema_and_write_nulls(model_path, rows):
+    table = pa.Table.from_pylist(rows[-3:], schema=ROW_SCHEMA)
+    out = ModelDescriptors(_config(model_path, descriptors=("loss",)))(table)
+    assert out.schema.names[: len(ROW_SCHEMA)] == ROW_SCHEMA.names
+    assert out.select(ROW_SCHEMA.names).equals(table)
+    assert out.column("loss").null_count == 2  # the two bad rows
+    assert out.column("model_error").to_pylist()[0] is None
+
+
 def test_switched_off_groups_stay_nan(model_path, rows):
     out = ModelDescriptors(_config(model_path, descriptors=("loss",)))(_batch(rows[:3]))
     assert np.isfinite(out["loss"]).all()
@@ -134,7 +143,9 @@ def test_actor_pool_stage_over_pool(ray_session, small_pool, model_path, tmp_pat
     pool = pa.concat_tables(ray_session.get(ds.to_arrow_refs()))
     assert result.num_rows == pool.num_rows == counts["kept"] > 300
     assert sorted(result.column("id").to_pylist()) == sorted(pool.column("id").to_pylist())
+    assert result.schema.field("media").type == pa.list_(pa.string())  # input schema kept
     assert result.column("model_error").null_count == result.num_rows
+    assert result.column("stability").null_count == result.num_rows  # group switched off
     labels = result.column("pism_label").to_pylist()
     assert all(label in ("easy", "medium", "hard", "unsolved") for label in labels)
     assert all(
