@@ -11,6 +11,8 @@ __all__ = ["main"]
 COMMANDS = {
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
+    "train": "ray_jobs.train",
+    "eval": "ray_jobs.evaluate",
 }
 
 
