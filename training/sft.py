@@ -277,6 +277,7 @@ def train_loop_per_worker(config: dict) -> dict:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
     done_here, cache = 0, ({} if cfg.cache_encodings else None)
+    base_s, started = progress.get("train_s", 0.0), time.time()
     while progress["step"] < total:
         step = progress["step"]
         in_epoch = step % per_epoch
@@ -297,6 +298,7 @@ def train_loop_per_worker(config: dict) -> dict:
             "samples_seen": before + global_rows,
             "loss": nll_sum / max(trained, 1.0),
             "skipped": progress.get("skipped", 0) + int(global_rows - trained),
+            "train_s": base_s + time.time() - started,  # loop time, this run and earlier ones
         }
         if errors:
             print(f"[mmcurate] sft step {step}: rows not trained {dict(errors)}", flush=True)

@@ -63,3 +63,24 @@ def write_subset(run: str, name: str, ids: list[str], stages: list[str] | None =
 @pytest.fixture
 def subset_writer():
     return write_subset
+
+
+@pytest.fixture(scope="session")
+def warm_model(micro_model, train_run, pool_rows, tmp_path_factory):
+    """(model dir, rows Parquet): the micro model after 40 SFT epochs on 8 image rows, so it
+    answers some of them (GRPO's groups then disagree)."""
+    import dataclasses
+
+    from training.data import ordered_rows
+    from training.sft import SftConfig, train_loop_per_worker
+
+    rows = [r for r in pool_rows.to_pylist() if r["media_type"] == "image"][:8]
+    write_subset(train_run, "warm8", [r["id"] for r in rows])
+    table, _ = ordered_rows(train_run, "warm8")
+    folder = tmp_path_factory.mktemp("warm")
+    pq.write_table(table, folder / "rows.parquet")
+    sft = SftConfig(model=micro_model, rows=str(folder / "rows.parquet"), out=str(folder / "sft"),
+                    batch_size=8, learning_rate=1e-2, epochs=40, eval_every=10**6,
+                    video_as_frames=True, cache_encodings=True)  # fmt: skip
+    train_loop_per_worker(dataclasses.asdict(sft))
+    return str(folder / "sft" / "model"), str(folder / "rows.parquet")

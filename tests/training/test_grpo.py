@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from training.data import ordered_rows
 from training.grpo import GrpoConfig, grpo_dataset, run_grpo, train_loop_per_worker, vision_token_ids
 
 
@@ -36,25 +35,6 @@ def test_vision_tokens_are_suppressed(micro_model):
     assert processor.image_token_id in ids and processor.video_token_id in ids
     assert processor.tokenizer.convert_tokens_to_ids("<|vision_start|>") in ids
     assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") not in ids
-
-
-@pytest.fixture(scope="module")
-def warm_model(micro_model, train_run, pool_rows, tmp_path_factory):
-    """The micro model after 30 SFT steps on 8 image rows (it has learned some answers)."""
-    from tests.training.conftest import write_subset
-    from training.sft import SftConfig
-    from training.sft import train_loop_per_worker as sft_loop
-
-    rows = [r for r in pool_rows.to_pylist() if r["media_type"] == "image"][:8]
-    write_subset(train_run, "grpo8", [r["id"] for r in rows])
-    table, _ = ordered_rows(train_run, "grpo8")
-    folder = tmp_path_factory.mktemp("grpo")
-    pq.write_table(table, folder / "rows.parquet")
-    sft = SftConfig(model=micro_model, rows=str(folder / "rows.parquet"), out=str(folder / "sft"),
-                    batch_size=8, learning_rate=1e-2, epochs=30, eval_every=10**6,
-                    video_as_frames=True, cache_encodings=True)  # fmt: skip
-    sft_loop(dataclasses.asdict(sft))
-    return str(folder / "sft" / "model"), str(folder / "rows.parquet")
 
 
 def _weights(path):
