@@ -63,8 +63,10 @@ def main() -> None:
     for r in (r for r in records if r.get("event") == "eval"):
         loss = "" if r.get("loss") is None else f"{r['loss']:.3f}"
         accs = "  ".join(f"{r['accuracy'].get(c, float('nan')):12.2f}" for c in cats)
-        print(f"{r['samples_seen']:7d}  {r['wall_s']:6.0f}  {loss:>10s}  "
-              f"{r['heldout_loss']:12.3f}  {accs}")  # fmt: skip
+        print(
+            f"{r['samples_seen']:7d}  {r['wall_s']:6.0f}  {loss:>10s}  "
+            f"{r['heldout_loss']:12.3f}  {accs}"
+        )
     for kind in ("uniform", "majority"):
         accs = "  ".join(f"{refs[c][kind]:12.2f}" for c in cats)
         print(f"{kind + ' guess':>43s}  {accs}")

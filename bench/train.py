@@ -12,7 +12,6 @@ Qwen2-VL; `--rows` lines of the synthetic pool.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
@@ -39,15 +38,24 @@ def _setup(root: str, n: int):
 def bench_ours(model: str, root: str, workers: int, epochs: int, batch: int) -> dict:
     from training.sft import SftConfig, run_sft
 
-    config = SftConfig(model=model, rows=os.path.join(root, "rows.parquet"),
-                       out=os.path.join(root, f"ours{workers}"), batch_size=batch,
-                       epochs=epochs, eval_every=10**9, cache_encodings=True)  # fmt: skip
+    config = SftConfig(
+        model=model,
+        rows=os.path.join(root, "rows.parquet"),
+        out=os.path.join(root, f"ours{workers}"),
+        batch_size=batch,
+        epochs=epochs,
+        eval_every=10**9,
+        cache_encodings=True,
+    )
     started = time.time()
     result = run_sft(config, num_workers=workers, name=f"bench{workers}")
     metrics = result.metrics
-    return {"samples_per_s": metrics["samples_seen"] / metrics["train_s"],
-            "loop_s": metrics["train_s"], "total_s": time.time() - started,
-            "loss": metrics["loss"]}  # fmt: skip
+    return {
+        "samples_per_s": metrics["samples_seen"] / metrics["train_s"],
+        "loop_s": metrics["train_s"],
+        "total_s": time.time() - started,
+        "loss": metrics["loss"],
+    }
 
 
 class _Rows:
@@ -89,14 +97,24 @@ def bench_hf(model_path: str, rows, root: str, epochs: int, batch: int) -> dict:
         batch_ = collate([e for e in encodings if e is not None], processor, "right")
         return {**batch_.inputs, "labels": batch_.labels}
 
-    args = TrainingArguments(output_dir=os.path.join(root, "hf"), per_device_train_batch_size=batch,
-                             num_train_epochs=epochs, learning_rate=1e-3, use_cpu=True,
-                             report_to="none", save_strategy="no", logging_steps=10**6,
-                             dataloader_num_workers=0, remove_unused_columns=False,
-                             disable_tqdm=True, lr_scheduler_type="constant",
-                             weight_decay=0.0)  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=_Rows(rows, processor),
-                      data_collator=collator)  # fmt: skip
+    args = TrainingArguments(
+        output_dir=os.path.join(root, "hf"),
+        per_device_train_batch_size=batch,
+        num_train_epochs=epochs,
+        learning_rate=1e-3,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=_Rows(rows, processor), data_collator=collator
+    )
     trainer.train()  # the sampler shuffles; the work per sample is the same
     runtime = trainer.state.log_history[-1]["train_runtime"]
     return {"samples_per_s": len(rows) * epochs / runtime, "loop_s": runtime}
@@ -116,12 +134,16 @@ def main() -> None:
         hf = bench_hf(model, rows, root, args.epochs, args.batch)
         ours = {w: bench_ours(model, root, w, args.epochs, args.batch) for w in (1, 2)}
         print(f"rows={rows.num_rows} epochs={args.epochs} batch={args.batch} (CPU)")
-        print(f"HF Trainer, 1 process:   {hf['samples_per_s']:.1f} samples/s "
-              f"(loop {hf['loop_s']:.1f} s)")  # fmt: skip
+        print(
+            f"HF Trainer, 1 process:   {hf['samples_per_s']:.1f} samples/s "
+            f"(loop {hf['loop_s']:.1f} s)"
+        )
         for w, r in ours.items():
-            print(f"ours, Ray Train {w} worker{'s' if w > 1 else ' '}: {r['samples_per_s']:.1f} "
-                  f"samples/s (loop {r['loop_s']:.1f} s, with Ray start {r['total_s']:.1f} s), "
-                  f"ratio to HF {r['samples_per_s'] / hf['samples_per_s']:.2f}")  # fmt: skip
+            print(
+                f"ours, Ray Train {w} worker{'s' if w > 1 else ' '}: {r['samples_per_s']:.1f} "
+                f"samples/s (loop {r['loop_s']:.1f} s, with Ray start {r['total_s']:.1f} s), "
+                f"ratio to HF {r['samples_per_s'] / hf['samples_per_s']:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,11 @@ def run_eval(config: EvalJobConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmcurate eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="mmcurate eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run", required=True)
     parser.add_argument("--subset", required=True, help="the trained subset (DIR/train/NAME)")
     parser.add_argument("--model", default="")
@@ -79,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default="", help="subset trained on the full data")
     parser.add_argument("--mode", default="teacher_forced", choices=("teacher_forced", "generate"))
     args = parser.parse_args(argv)
-    config = EvalJobConfig(args.run, args.subset, args.model, args.heldout, args.reference,
-                           args.mode)  # fmt: skip
+    config = EvalJobConfig(
+        args.run, args.subset, args.model, args.heldout, args.reference, args.mode
+    )
     print(json.dumps(run_eval(config), indent=2, sort_keys=True))
     return 0
 

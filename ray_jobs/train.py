@@ -125,11 +125,21 @@ def _stage_configs(config: TrainJobConfig, model: str):
         sft_path = _write_rows(sft_rows, os.path.join(out, "sft", "rows.parquet"))
         grpo_path = _write_rows(grpo_rows, os.path.join(out, "grpo", "rows.parquet"))
         # GRPO sees video frames as images; SFT trains on the same form.
-        sft = dataclasses.replace(config.sft, model=model, rows=sft_path, heldout=heldout,
-                                  out=os.path.join(out, "sft"), video_as_frames=True)  # fmt: skip
-        grpo = dataclasses.replace(config.grpo, model=os.path.join(out, "sft", "model"),
-                                   rows=grpo_path, heldout=heldout,
-                                   out=os.path.join(out, "grpo"))  # fmt: skip
+        sft = dataclasses.replace(
+            config.sft,
+            model=model,
+            rows=sft_path,
+            heldout=heldout,
+            out=os.path.join(out, "sft"),
+            video_as_frames=True,
+        )
+        grpo = dataclasses.replace(
+            config.grpo,
+            model=os.path.join(out, "sft", "model"),
+            rows=grpo_path,
+            heldout=heldout,
+            out=os.path.join(out, "grpo"),
+        )
         return sft, grpo
     sft = dataclasses.replace(config.sft, model=model, rows=rows, heldout=heldout, out=out)
     grpo = dataclasses.replace(config.grpo, model=model, rows=rows, heldout=heldout, out=out)
@@ -161,8 +171,12 @@ def train(config: TrainJobConfig) -> dict:
     if config.algo == "hierarchical":
         merge_metrics(config.out)
         _link_final_model(config.out)
-    summary = {**summarize(os.path.join(config.out, "metrics.jsonl")), "counts": counts,
-               "algo": config.algo, "wall_s": time.time() - started}  # fmt: skip
+    summary = {
+        **summarize(os.path.join(config.out, "metrics.jsonl")),
+        "counts": counts,
+        "algo": config.algo,
+        "wall_s": time.time() - started,
+    }
     with open(os.path.join(config.out, "summary.json"), "w") as handle:
         json.dump(summary, handle, indent=2, sort_keys=True)
     mark_complete(config.out, summary)
@@ -179,8 +193,11 @@ def _link_final_model(out: str) -> None:
 
 
 def parse(argv: list[str]) -> tuple[TrainJobConfig, bool]:
-    parser = argparse.ArgumentParser(prog="mmcurate train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="mmcurate train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--subset", required=True, help="subset name (DIR/subsets/NAME)")
     parser.add_argument("--algo", default="sft", choices=ALGOS)
@@ -193,8 +210,12 @@ def parse(argv: list[str]) -> tuple[TrainJobConfig, bool]:
     args = parser.parse_args(argv)
     data = load_yaml(args.config) if args.config else {}
     data.update(run=args.run, subset=args.subset, algo=args.algo)
-    for key, value in (("model", args.model), ("heldout", args.heldout),
-                       ("num_workers", args.workers), ("use_gpu", args.gpu or None)):  # fmt: skip
+    for key, value in (
+        ("model", args.model),
+        ("heldout", args.heldout),
+        ("num_workers", args.workers),
+        ("use_gpu", args.gpu or None),
+    ):
         if value is not None:
             data[key] = value
     for section in ("sft", "grpo"):

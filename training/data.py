@@ -46,9 +46,7 @@ CARRIED = ("pism_label", "cmab_label", "pism_lambda", "cmab_ratio")
 def read_subset(run: str, name: str) -> tuple[pa.Table, dict]:
     """(id, position, stage) sorted by position, and the manifest (empty if absent)."""
     folder = os.path.join(run, "subsets", name)
-    files = sorted(
-        os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet")
-    )
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet"))
     if not files:
         raise FileNotFoundError(f"no subset Parquet in {folder}")
     table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")

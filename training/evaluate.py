@@ -88,14 +88,15 @@ def evaluate(runtime, data: EvalSet, mode: str = "teacher_forced") -> dict:
         outputs = runtime.generate(data.encodings, max_new_tokens=16)
         texts = [runtime.decode(seqs[0]) for seqs in outputs]
         correct = np.array(
-            [normalize_answer(t) == normalize_answer(a) for t, a in zip(texts, data.answers)]
+            [
+                normalize_answer(t) == normalize_answer(a)
+                for t, a in zip(texts, data.answers, strict=True)
+            ]
         )
     elif mode != "teacher_forced":
         raise ValueError(f"unknown evaluation mode {mode!r}")
     categories = np.array(data.categories)
-    accuracy = {
-        c: float(correct[categories == c].mean()) for c in sorted(set(data.categories))
-    }
+    accuracy = {c: float(correct[categories == c].mean()) for c in sorted(set(data.categories))}
     return {
         "accuracy": accuracy,
         "accuracy_mean": float(np.mean(list(accuracy.values()))),

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow.parquet as pq
 
-from operators.vlm_inputs import InputsConfig, PLACEHOLDER, decode_media, split_turns
+from operators.vlm_inputs import PLACEHOLDER, InputsConfig, decode_media, split_turns
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 from training.evaluate import append_metrics, encode_rows, evaluate, truncate_metrics
 from training.rewards import REWARDS
@@ -123,9 +123,12 @@ def _eval_callback(config: GrpoConfig, processor, world: int):
         """Rank 0: held-out accuracy every `eval_every` prompts; TRL's logs beside it."""
 
         def _evaluate(self, state, model, logs=None):
-            record = {"event": "eval", "step": state.global_step,
-                      "samples_seen": state.global_step * per_step,
-                      "wall_s": time.time() - started}  # fmt: skip
+            record = {
+                "event": "eval",
+                "step": state.global_step,
+                "samples_seen": state.global_step * per_step,
+                "wall_s": time.time() - started,
+            }
             if heldout is not None:
                 runtime = LoadedRuntime(model, processor, RuntimeConfig(model=config.model))
                 was_training = model.training
@@ -146,16 +149,28 @@ def _eval_callback(config: GrpoConfig, processor, world: int):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs and "reward" in logs:
-                append_metrics(path, {"event": "train", "step": state.global_step,
-                                      "samples_seen": state.global_step * per_step,
-                                      **{k: v for k, v in logs.items()
-                                         if isinstance(v, (int, float))}})  # fmt: skip
+                append_metrics(
+                    path,
+                    {
+                        "event": "train",
+                        "step": state.global_step,
+                        "samples_seen": state.global_step * per_step,
+                        **{k: v for k, v in logs.items() if isinstance(v, (int, float))},
+                    },
+                )
 
     return HeldOutEval()
 
 
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
-                 "<|video_pad|>", "<image>", "<video>")  # fmt: skip
+VISION_TOKENS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<image>",
+    "<video>",
+)
 
 
 def vision_token_ids(processor) -> list[int]:
@@ -206,8 +221,12 @@ def _peft_config(config: GrpoConfig):
 
     from training.sft import LORA_TARGETS
 
-    return LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
-                      target_modules=rf".*language_model.*\.({'|'.join(LORA_TARGETS)})$")  # fmt: skip
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=2 * config.lora_rank,
+        lora_dropout=0.0,
+        target_modules=rf".*language_model.*\.({'|'.join(LORA_TARGETS)})$",
+    )
 
 
 def _latest_checkpoint(in_ray: bool):

@@ -264,15 +264,25 @@ def train_loop_per_worker(config: dict) -> dict:
     eval_set = None
     # Records written after the checkpoint are rewritten by this run (ids: step s is the
     # 0-based index of completed step s + 1).
-    truncate_metrics(os.path.join(cfg.out, "steps", f"rank-{session.rank}.jsonl"),
-                     progress["step"] - 1 if progress["step"] else -1)  # fmt: skip
+    truncate_metrics(
+        os.path.join(cfg.out, "steps", f"rank-{session.rank}.jsonl"),
+        progress["step"] - 1 if progress["step"] else -1,
+    )
     if session.rank == 0:
-        truncate_metrics(os.path.join(cfg.out, "metrics.jsonl"),
-                         progress["step"] if progress["step"] else -1)  # fmt: skip
+        truncate_metrics(
+            os.path.join(cfg.out, "metrics.jsonl"), progress["step"] if progress["step"] else -1
+        )
         if cfg.heldout:
             eval_set = encode_rows(runtime.processor, pq.read_table(cfg.heldout), cfg.inputs)
-    ctx = {"config": cfg, "session": session, "runtime": runtime, "model": model,
-           "optimizer": optimizer, "eval_set": eval_set, "t0": time.time()}  # fmt: skip
+    ctx = {
+        "config": cfg,
+        "session": session,
+        "runtime": runtime,
+        "model": model,
+        "optimizer": optimizer,
+        "eval_set": eval_set,
+        "t0": time.time(),
+    }
     if progress["step"] == 0 and session.rank == 0 and eval_set is not None:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
@@ -282,8 +292,9 @@ def train_loop_per_worker(config: dict) -> dict:
         step = progress["step"]
         in_epoch = step % per_epoch
         global_rows = min(cfg.batch_size, num_rows - in_epoch * cfg.batch_size)
-        mine = step_rows(num_rows, in_epoch, cfg.batch_size // session.world,
-                         session.rank, session.world)  # fmt: skip
+        mine = step_rows(
+            num_rows, in_epoch, cfg.batch_size // session.world, session.rank, session.world
+        )
         rows = table.take(mine).to_pylist()
         _record(cfg, session, step, rows)
         encodings, errors = _encode(runtime, rows, cfg, cache)

@@ -12,9 +12,13 @@ import pytest
 
 from ray_jobs.config_loading import ConfigError
 from ray_jobs.train import parse, prepare
-from tests.training.conftest import micro_model, pool_rows, write_subset  # noqa: F401 (fixtures)
+from tests.training import conftest as training_fixtures
 from training.data import is_heldout
 
+# The training tests' fixtures (a micro Qwen2-VL on disk, the small pool's rows), shared here.
+micro_model = training_fixtures.micro_model
+pool_rows = training_fixtures.pool_rows
+write_subset = training_fixtures.write_subset
 LEVELS = ("easy", "medium", "hard", "unsolved")
 
 
@@ -24,15 +28,30 @@ def scored_run(tmp_path, pool_rows):
     rows = pool_rows.slice(0, 60)
     labels = [LEVELS[k % 4] for k in range(rows.num_rows)]
     os.makedirs(tmp_path / "scored")
-    pq.write_table(rows.append_column("pism_label", pa.array(labels)),
-                   tmp_path / "scored" / "part-00000.parquet")  # fmt: skip
+    pq.write_table(
+        rows.append_column("pism_label", pa.array(labels)),
+        tmp_path / "scored" / "part-00000.parquet",
+    )
     return tmp_path, rows.column("id").to_pylist()
 
 
 def test_cli_config_nests_sections_and_rejects_unknown_keys(tmp_path):
     (tmp_path / "c.yaml").write_text("sft:\n  epochs: 3\n  lora_rank: 8\ngrpo:\n  beta: 0.04\n")
-    config, dry = parse(["--run", "R", "--subset", "S", "--algo", "hierarchical",
-                         "--config", str(tmp_path / "c.yaml"), "--workers", "4", "--dry-run"])  # fmt: skip
+    config, dry = parse(
+        [
+            "--run",
+            "R",
+            "--subset",
+            "S",
+            "--algo",
+            "hierarchical",
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--workers",
+            "4",
+            "--dry-run",
+        ]
+    )
     assert dry and config.num_workers == 4 and config.algo == "hierarchical"
     assert (config.sft.epochs, config.sft.lora_rank, config.grpo.beta) == (3, 8, 0.04)
     assert config.grpo.num_generations == 8 and config.grpo.temperature == 1.0  # paper defaults
@@ -65,17 +84,31 @@ def test_hierarchical_plan_end_to_end(ray_session, scored_run, micro_model):
     run, ids = scored_run
     write_subset(str(run), "plan", ids)
     config = run / "plan.yaml"
-    config.write_text("heldout_fraction: 0.2\nsft:\n  batch_size: 8\n  eval_every: 16\n"
-                      "grpo:\n  max_steps: 2\n  num_generations: 4\n  prompts_per_step: 1\n"
-                      "  eval_every: 2\n")  # fmt: skip
-    args = ["--run", str(run), "--subset", "plan", "--algo", "hierarchical",
-            "--model", micro_model, "--config", str(config)]  # fmt: skip
+    config.write_text(
+        "heldout_fraction: 0.2\nsft:\n  batch_size: 8\n  eval_every: 16\n"
+        "grpo:\n  max_steps: 2\n  num_generations: 4\n  prompts_per_step: 1\n"
+        "  eval_every: 2\n"
+    )
+    args = [
+        "--run",
+        str(run),
+        "--subset",
+        "plan",
+        "--algo",
+        "hierarchical",
+        "--model",
+        micro_model,
+        "--config",
+        str(config),
+    ]
     assert cli(["train", *args]) == 0
     out = run / "train" / "plan"
     sft_ids = pq.read_table(out / "sft" / "rows.parquet").column("id").to_pylist()
     grpo_rows = pq.read_table(out / "grpo" / "rows.parquet")
     assert set(pq.read_table(out / "sft" / "rows.parquet").column("pism_label").to_pylist()) <= {
-        "easy", "medium"}  # fmt: skip
+        "easy",
+        "medium",
+    }
     assert set(grpo_rows.column("pism_label").to_pylist()) <= {"medium", "hard"}
     assert sft_ids == [i for i in ids if i in set(sft_ids)]  # order kept within the stage
     records = read_metrics(str(out / "metrics.jsonl"))

@@ -79,8 +79,16 @@ def warm_model(micro_model, train_run, pool_rows, tmp_path_factory):
     table, _ = ordered_rows(train_run, "warm8")
     folder = tmp_path_factory.mktemp("warm")
     pq.write_table(table, folder / "rows.parquet")
-    sft = SftConfig(model=micro_model, rows=str(folder / "rows.parquet"), out=str(folder / "sft"),
-                    batch_size=8, learning_rate=1e-2, epochs=40, eval_every=10**6,
-                    video_as_frames=True, cache_encodings=True)  # fmt: skip
+    sft = SftConfig(
+        model=micro_model,
+        rows=str(folder / "rows.parquet"),
+        out=str(folder / "sft"),
+        batch_size=8,
+        learning_rate=1e-2,
+        epochs=40,
+        eval_every=10**6,
+        video_as_frames=True,
+        cache_encodings=True,
+    )
     train_loop_per_worker(dataclasses.asdict(sft))
     return str(folder / "sft" / "model"), str(folder / "rows.parquet")

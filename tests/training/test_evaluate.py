@@ -26,8 +26,16 @@ def test_teacher_forced_accuracy_equals_greedy_generation(warm_model):
 
 def _log(path, points):
     for samples, acc in points:
-        append_metrics(str(path), {"event": "eval", "step": samples // 10, "samples_seen": samples,
-                                   "accuracy": {"a": acc}, "accuracy_mean": acc})  # fmt: skip
+        append_metrics(
+            str(path),
+            {
+                "event": "eval",
+                "step": samples // 10,
+                "samples_seen": samples,
+                "accuracy": {"a": acc},
+                "accuracy_mean": acc,
+            },
+        )
 
 
 def test_summary_against_a_full_data_reference(tmp_path):

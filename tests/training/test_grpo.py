@@ -7,11 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 
-from training.grpo import GrpoConfig, grpo_dataset, run_grpo, train_loop_per_worker, vision_token_ids
+from training.grpo import (
+    GrpoConfig,
+    grpo_dataset,
+    run_grpo,
+    train_loop_per_worker,
+    vision_token_ids,
+)
 
 
 def test_dataset_rows_become_prompts_images_answers(pool_rows):
@@ -45,9 +50,18 @@ def _weights(path):
 
 def test_grpo_one_process_rewards_and_updates(warm_model, tmp_path):
     model, rows = warm_model
-    config = GrpoConfig(model=model, rows=rows, out=str(tmp_path), heldout=rows, max_steps=3,
-                        num_generations=4, prompts_per_step=2, learning_rate=1e-3,
-                        eval_every=2, rewards=("accuracy", "format"))  # fmt: skip
+    config = GrpoConfig(
+        model=model,
+        rows=rows,
+        out=str(tmp_path),
+        heldout=rows,
+        max_steps=3,
+        num_generations=4,
+        prompts_per_step=2,
+        learning_rate=1e-3,
+        eval_every=2,
+        rewards=("accuracy", "format"),
+    )
     train_loop_per_worker(dataclasses.asdict(config))
     records = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     train = [r for r in records if r["event"] == "train"]
@@ -63,9 +77,18 @@ def test_grpo_one_process_rewards_and_updates(warm_model, tmp_path):
 @pytest.mark.slow
 def test_grpo_under_ray_train(ray_session, warm_model, tmp_path):
     model, rows = warm_model
-    config = GrpoConfig(model=model, rows=rows, out=str(tmp_path), heldout=rows, max_steps=2,
-                        num_generations=4, prompts_per_step=1, learning_rate=1e-3,
-                        eval_every=2, save_steps=1)  # fmt: skip
+    config = GrpoConfig(
+        model=model,
+        rows=rows,
+        out=str(tmp_path),
+        heldout=rows,
+        max_steps=2,
+        num_generations=4,
+        prompts_per_step=1,
+        learning_rate=1e-3,
+        eval_every=2,
+        save_steps=1,
+    )
     result = run_grpo(config, num_workers=2, name="grpo-test")
     assert result.checkpoint is not None
     records = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]

@@ -51,8 +51,17 @@ def sft_rows(train_run, tmp_path_factory, pool_rows):
 
 def _config(micro_model, sft_rows, out, **kw) -> SftConfig:
     rows, heldout, _ = sft_rows
-    base = dict(model=micro_model, rows=rows, out=str(out), heldout=heldout, batch_size=8,
-                learning_rate=3e-3, epochs=2, eval_every=16, record_ids=True)  # fmt: skip
+    base = dict(
+        model=micro_model,
+        rows=rows,
+        out=str(out),
+        heldout=heldout,
+        batch_size=8,
+        learning_rate=3e-3,
+        epochs=2,
+        eval_every=16,
+        record_ids=True,
+    )
     return SftConfig(**{**base, **kw})
 
 

@@ -33,9 +33,16 @@ def test_two_workers_keep_order_resume_and_match_one_process(
     subset_writer(train_run, "odd-even", ids)
     table, _ = ordered_rows(train_run, "odd-even")
     pq.write_table(table, tmp_path / "rows.parquet")
-    config = SftConfig(model=micro_model, rows=str(tmp_path / "rows.parquet"),
-                       out=str(tmp_path / "ray"), batch_size=8, learning_rate=3e-3,
-                       eval_every=8, record_ids=True, stop_after_steps=1)  # fmt: skip
+    config = SftConfig(
+        model=micro_model,
+        rows=str(tmp_path / "rows.parquet"),
+        out=str(tmp_path / "ray"),
+        batch_size=8,
+        learning_rate=3e-3,
+        eval_every=8,
+        record_ids=True,
+        stop_after_steps=1,
+    )
 
     first = run_sft(config, num_workers=2, name="order")
     assert first.metrics["step"] == 1 and first.checkpoint is not None
