@@ -244,71 +244,84 @@ def _due(before: int, after: int, every: int) -> bool:
     return every > 0 and after // every > before // every
 
 
-def train_loop_per_worker(config: dict) -> dict:
-    """The SFT loop. Inside `TorchTrainer.fit()` it is one worker; called directly it is a
-    single-process run with the same order and checkpoints. Returns the final progress."""
+def _setup(cfg: SftConfig) -> dict:
+    """Load, restore and prepare everything a worker needs; the loop's context."""
     import torch
 
-    cfg = SftConfig(**config)
     session = current_session(cfg.out)
     runtime, model = _load(cfg, session)
     optimizer = torch.optim.AdamW(
         _trainable(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     progress = _restore(model, optimizer, cfg, session)
-    wrapped = session.prepare(model)
-    table = pq.read_table(cfg.rows)
-    num_rows = table.num_rows
-    per_epoch = math.ceil(num_rows / cfg.batch_size)
-    total = per_epoch * cfg.epochs
-    eval_set = None
     # Records written after the checkpoint are rewritten by this run (ids: step s is the
     # 0-based index of completed step s + 1).
     truncate_metrics(
         os.path.join(cfg.out, "steps", f"rank-{session.rank}.jsonl"),
         progress["step"] - 1 if progress["step"] else -1,
     )
+    eval_set = None
     if session.rank == 0:
         truncate_metrics(
             os.path.join(cfg.out, "metrics.jsonl"), progress["step"] if progress["step"] else -1
         )
         if cfg.heldout:
             eval_set = encode_rows(runtime.processor, pq.read_table(cfg.heldout), cfg.inputs)
-    ctx = {
+    return {
         "config": cfg,
         "session": session,
         "runtime": runtime,
         "model": model,
+        "wrapped": session.prepare(model),
         "optimizer": optimizer,
         "eval_set": eval_set,
+        "progress": progress,
+        "cache": {} if cfg.cache_encodings else None,
         "t0": time.time(),
     }
-    if progress["step"] == 0 and session.rank == 0 and eval_set is not None:
+
+
+def _train_step(ctx: dict, table, step: int, per_epoch: int) -> tuple[int, Counter]:
+    """One optimizer step on global batch `step`; returns (global rows, rows not trained)."""
+    cfg, session = ctx["config"], ctx["session"]
+    in_epoch = step % per_epoch
+    global_rows = min(cfg.batch_size, table.num_rows - in_epoch * cfg.batch_size)
+    per_worker = cfg.batch_size // session.world
+    mine = step_rows(table.num_rows, in_epoch, per_worker, session.rank, session.world)
+    rows = table.take(mine).to_pylist()
+    _record(cfg, session, step, rows)
+    encodings, errors = _encode(ctx["runtime"], rows, cfg, ctx["cache"])
+    loss, nll_sum, trained = _step_loss(
+        ctx["wrapped"], ctx["runtime"], encodings, global_rows, session.world
+    )
+    loss.backward()
+    ctx["optimizer"].step()
+    ctx["optimizer"].zero_grad(set_to_none=True)
+    ctx["step_nll"], ctx["step_trained"] = _all_reduce_sum([nll_sum, float(trained)], session)
+    return global_rows, errors
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """The SFT loop. Inside `TorchTrainer.fit()` it is one worker; called directly it is a
+    single-process run with the same order and checkpoints. Returns the final progress."""
+    cfg = SftConfig(**config)
+    ctx = _setup(cfg)
+    progress = ctx["progress"]
+    table = pq.read_table(cfg.rows)
+    per_epoch = math.ceil(table.num_rows / cfg.batch_size)
+    total = per_epoch * cfg.epochs
+    if progress["step"] == 0 and ctx["session"].rank == 0:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
-    done_here, cache = 0, ({} if cfg.cache_encodings else None)
-    base_s, started = progress.get("train_s", 0.0), time.time()
+    done_here, base_s, started = 0, progress.get("train_s", 0.0), time.time()
     while progress["step"] < total:
-        step = progress["step"]
-        in_epoch = step % per_epoch
-        global_rows = min(cfg.batch_size, num_rows - in_epoch * cfg.batch_size)
-        mine = step_rows(
-            num_rows, in_epoch, cfg.batch_size // session.world, session.rank, session.world
-        )
-        rows = table.take(mine).to_pylist()
-        _record(cfg, session, step, rows)
-        encodings, errors = _encode(runtime, rows, cfg, cache)
-        loss, nll_sum, trained = _step_loss(wrapped, runtime, encodings, global_rows, session.world)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        nll_sum, trained = _all_reduce_sum([nll_sum, float(trained)], session)
-        before = progress["samples_seen"]
+        step, before = progress["step"], progress["samples_seen"]
+        global_rows, errors = _train_step(ctx, table, step, per_epoch)
         progress = {
             "step": step + 1,
             "samples_seen": before + global_rows,
-            "loss": nll_sum / max(trained, 1.0),
-            "skipped": progress.get("skipped", 0) + int(global_rows - trained),
+            "loss": ctx["step_nll"] / max(ctx["step_trained"], 1.0),
+            "skipped": progress.get("skipped", 0) + int(global_rows - ctx["step_trained"]),
             "train_s": base_s + time.time() - started,  # loop time, this run and earlier ones
         }
         if errors:
@@ -322,8 +335,8 @@ def train_loop_per_worker(config: dict) -> dict:
             _evaluate_and_report(ctx, progress, evaluate_now, checkpoint_now)
         if stop:
             return progress
-    if session.rank == 0:
-        _save_final(model, runtime, cfg)
+    if ctx["session"].rank == 0:
+        _save_final(ctx["model"], ctx["runtime"], cfg)
     return progress
 
 
