@@ -51,6 +51,7 @@ class TrainJobConfig:
     heldout_per_category: int = 100
     num_workers: int = 2
     use_gpu: bool = False
+    reference: str = "full"  # a full-data subset trained in this run, for "% of full"
     sft: SftConfig = field(default_factory=lambda: SftConfig(**PLACEHOLDERS))
     grpo: GrpoConfig = field(default_factory=lambda: GrpoConfig(**PLACEHOLDERS))
     hierarchical: HierarchicalConfig = field(default_factory=HierarchicalConfig)
@@ -171,8 +172,12 @@ def train(config: TrainJobConfig) -> dict:
     if config.algo == "hierarchical":
         merge_metrics(config.out)
         _link_final_model(config.out)
+    reference = os.path.join(config.run, "train", config.reference, "metrics.jsonl")
+    has_reference = config.reference != config.subset and os.path.exists(reference)
     summary = {
-        **summarize(os.path.join(config.out, "metrics.jsonl")),
+        **summarize(
+            os.path.join(config.out, "metrics.jsonl"), reference if has_reference else None
+        ),
         "counts": counts,
         "algo": config.algo,
         "wall_s": time.time() - started,
