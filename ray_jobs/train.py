@@ -1,0 +1,247 @@
+"""`mmcurate train --run DIR --subset NAME [--algo sft|grpo|hierarchical]`: train on a subset.
+
+Also `python -m ray_jobs.train ...` for `ray job submit`. The job reads the subset
+(`DIR/subsets/NAME/`) and its rows (`DIR/scored/` or `DIR/pool/`), writes the ordered training
+rows and the held-out rows to `DIR/train/NAME/`, then runs SFT, GRPO, or SFT then GRPO
+(hierarchical) with Ray Train. Outputs: `metrics.jsonl` (held-out accuracy per category vs
+samples seen), `model/`, `summary.json`, and `_SUCCESS` last; a rerun of a finished job skips
+it, a rerun of a killed one resumes from its last checkpoint.
+
+Held-out rows: `--heldout POOL` names a clean pool (a synthetic pool directory with
+ground_truth.parquet: defect-free rows, 100 per category; or Parquet of our schema). Without
+it, ids in a CRC32 bucket (`heldout_fraction`, 5%) are taken out of training and evaluated on.
+Model: `--model PATH` (any local HF image-text-to-text model); default `DIR/models/tiny`,
+built offline on first use (the ~1M-parameter Qwen2-VL of ARCHITECTURE.md section 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from ray_jobs.config_loading import build_config, load_yaml, to_plain
+from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+from training.grpo import GrpoConfig
+from training.hierarchical import HierarchicalConfig
+from training.sft import SftConfig
+
+__all__ = ["TrainJobConfig", "main", "prepare", "train"]
+
+ALGOS = ("sft", "grpo", "hierarchical")
+PLACEHOLDERS = {"model": "", "rows": "", "out": ""}  # filled in by the job
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """A training job on one subset of a run."""
+
+    run: str  # the run directory
+    subset: str  # subsets/NAME
+    algo: str = "sft"  # sft | grpo | hierarchical
+    model: str = ""  # local model directory; "" = RUN/models/tiny (built if absent)
+    heldout: str = ""  # clean held-out pool; "" = a hash split of the run's rows
+    heldout_fraction: float = 0.05  # share of ids held out when heldout is ""
+    heldout_per_category: int = 100
+    num_workers: int = 2
+    use_gpu: bool = False
+    reference: str = "full"  # a full-data subset trained in this run, for "% of full"
+    sft: SftConfig = field(default_factory=lambda: SftConfig(**PLACEHOLDERS))
+    grpo: GrpoConfig = field(default_factory=lambda: GrpoConfig(**PLACEHOLDERS))
+    hierarchical: HierarchicalConfig = field(default_factory=HierarchicalConfig)
+
+    @property
+    def out(self) -> str:
+        return os.path.join(self.run, "train", self.subset)
+
+
+def _model(config: TrainJobConfig) -> str:
+    if config.model:
+        return config.model
+    path = os.path.join(config.run, "models", "tiny")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
+
+        build_tiny_qwen2_vl(path, TinyConfig())
+    return path
+
+
+def _heldout(config: TrainJobConfig) -> pa.Table:
+    from training.data import heldout_rows, is_heldout, rows_dir
+
+    if config.heldout and os.path.exists(os.path.join(config.heldout, "ground_truth.parquet")):
+        return heldout_rows(config.heldout, config.heldout_per_category)
+    source = config.heldout or rows_dir(config.run)
+    rows = ds.dataset(source, format="parquet").to_table().to_pylist()
+    if not config.heldout:
+        rows = [r for r in rows if is_heldout(r["id"], config.heldout_fraction)]
+    kept, per = [], {}
+    for row in rows:
+        category = row.get("category") or "none"
+        if per.get(category, 0) < config.heldout_per_category:
+            per[category] = per.get(category, 0) + 1
+            kept.append(row)
+    from operators.schema import ROW_SCHEMA
+
+    return pa.Table.from_pylist(kept, schema=ROW_SCHEMA)
+
+
+def prepare(config: TrainJobConfig) -> dict:
+    """Write OUT/rows.parquet (ordered training rows) and OUT/heldout.parquet; counts."""
+    from operators.writers import write_parquet_atomic
+    from training.data import ordered_rows
+
+    fraction = 0.0 if config.heldout else config.heldout_fraction
+    rows, counts = ordered_rows(config.run, config.subset, fraction)
+    write_parquet_atomic(rows, os.path.join(config.out, "rows.parquet"))
+    heldout = _heldout(config)
+    write_parquet_atomic(heldout, os.path.join(config.out, "heldout.parquet"))
+    counts["heldout_rows"] = heldout.num_rows
+    return counts
+
+
+def _write_rows(table: pa.Table, path: str) -> str:
+    from operators.writers import write_parquet_atomic
+
+    write_parquet_atomic(table, path)
+    return path
+
+
+def _stage_configs(config: TrainJobConfig, model: str):
+    """(SftConfig, GrpoConfig) with paths filled in for this job's algo."""
+    out, heldout = config.out, os.path.join(config.out, "heldout.parquet")
+    rows = os.path.join(out, "rows.parquet")
+    if config.algo == "hierarchical":
+        import pyarrow.parquet as pq
+
+        from training.hierarchical import split_stages
+
+        sft_rows, grpo_rows = split_stages(pq.read_table(rows), config.hierarchical)
+        sft_path = _write_rows(sft_rows, os.path.join(out, "sft", "rows.parquet"))
+        grpo_path = _write_rows(grpo_rows, os.path.join(out, "grpo", "rows.parquet"))
+        # GRPO sees video frames as images; SFT trains on the same form.
+        sft = dataclasses.replace(
+            config.sft,
+            model=model,
+            rows=sft_path,
+            heldout=heldout,
+            out=os.path.join(out, "sft"),
+            video_as_frames=True,
+        )
+        grpo = dataclasses.replace(
+            config.grpo,
+            model=os.path.join(out, "sft", "model"),
+            rows=grpo_path,
+            heldout=heldout,
+            out=os.path.join(out, "grpo"),
+        )
+        return sft, grpo
+    sft = dataclasses.replace(config.sft, model=model, rows=rows, heldout=heldout, out=out)
+    grpo = dataclasses.replace(config.grpo, model=model, rows=rows, heldout=heldout, out=out)
+    return sft, grpo
+
+
+def train(config: TrainJobConfig) -> dict:
+    """Run the job; returns its summary (also written to OUT/summary.json)."""
+    from training.evaluate import summarize
+    from training.grpo import run_grpo
+    from training.hierarchical import merge_metrics
+    from training.sft import run_sft
+
+    if config.algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
+    if is_complete(config.out):
+        return read_counts(config.out)
+    started = time.time()
+    ensure_ray()
+    counts = prepare(config)
+    print(stage_line("train prepare", {k: v for k, v in counts.items()}, started), flush=True)
+    sft, grpo = _stage_configs(config, _model(config))
+    scaling = {"num_workers": config.num_workers, "use_gpu": config.use_gpu}
+    name = f"{config.subset}-{config.algo}"
+    if config.algo in ("sft", "hierarchical"):
+        run_sft(sft, name=f"{name}-sft", **scaling)
+    if config.algo in ("grpo", "hierarchical"):
+        run_grpo(grpo, name=f"{name}-grpo", **scaling)
+    if config.algo == "hierarchical":
+        merge_metrics(config.out)
+        _link_final_model(config.out)
+    reference = os.path.join(config.run, "train", config.reference, "metrics.jsonl")
+    has_reference = config.reference != config.subset and os.path.exists(reference)
+    summary = {
+        **summarize(
+            os.path.join(config.out, "metrics.jsonl"), reference if has_reference else None
+        ),
+        "counts": counts,
+        "algo": config.algo,
+        "wall_s": time.time() - started,
+    }
+    with open(os.path.join(config.out, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+    mark_complete(config.out, summary)
+    print(stage_line("train", {"samples_seen": summary.get("samples_seen")}, started))
+    return summary
+
+
+def _link_final_model(out: str) -> None:
+    """OUT/model -> the GRPO stage's model (the plan's result)."""
+    target = os.path.join(out, "model")
+    if os.path.lexists(target):
+        os.remove(target)
+    os.symlink(os.path.join("grpo", "model"), target)
+
+
+def parse(argv: list[str]) -> tuple[TrainJobConfig, bool]:
+    parser = argparse.ArgumentParser(
+        prog="mmcurate train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--subset", required=True, help="subset name (DIR/subsets/NAME)")
+    parser.add_argument("--algo", default="sft", choices=ALGOS)
+    parser.add_argument("--config", help="YAML with keys of TrainJobConfig (sft:, grpo:, ...)")
+    parser.add_argument("--model", help="local model directory")
+    parser.add_argument("--heldout", help="clean held-out pool directory")
+    parser.add_argument("--workers", type=int, help="Ray Train workers")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    parser.add_argument("--dry-run", action="store_true", help="print the config and stop")
+    args = parser.parse_args(argv)
+    data = load_yaml(args.config) if args.config else {}
+    data.update(run=args.run, subset=args.subset, algo=args.algo)
+    for key, value in (
+        ("model", args.model),
+        ("heldout", args.heldout),
+        ("num_workers", args.workers),
+        ("use_gpu", args.gpu or None),
+    ):
+        if value is not None:
+            data[key] = value
+    for section in ("sft", "grpo"):
+        data[section] = {**PLACEHOLDERS, **(data.get(section) or {})}
+    config = build_config(TrainJobConfig, data, args.config or "command line")
+    return config, args.dry_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    import yaml
+
+    config, dry_run = parse(sys.argv[1:] if argv is None else argv)
+    print(yaml.safe_dump({"train": to_plain(config)}, sort_keys=False), flush=True)
+    if dry_run:
+        return 0
+    summary = train(config)
+    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
