@@ -33,6 +33,14 @@ def load_yaml(path: str) -> dict:
     return data
 
 
+def _at(where: str) -> str:
+    return where.rstrip(":")
+
+
+def _child(where: str, name) -> str:
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"
+
+
 def _type_name(kind) -> str:
     return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
@@ -51,22 +59,25 @@ def _coerce(kind, value: Any, where: str):
                 return _coerce(option, value, where)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: no type fits {value!r}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{_at(where)}: no type fits {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(kind):
-            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(kind))}")
+            allowed = list(typing.get_args(kind))
+            raise ConfigError(f"{_at(where)}: {value!r} is not one of {allowed}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+            raise ConfigError(f"{_at(where)}: expected a list, got {type(value).__name__}")
         item = typing.get_args(kind)[0] if typing.get_args(kind) else Any
-        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(item, v, f"{_at(where)}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+            raise ConfigError(f"{_at(where)}: expected a mapping, got {type(value).__name__}")
         value_kind = typing.get_args(kind)[1] if typing.get_args(kind) else Any
-        return {str(k): _coerce(value_kind, v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(value_kind, v, _child(where, k)) for k, v in value.items()}
     if dataclasses.is_dataclass(kind):
         return build_config(kind, value, where)
     if kind is Any:
@@ -75,7 +86,7 @@ def _coerce(kind, value: Any, where: str):
         return float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(
-            f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}"
+            f"{_at(where)}: expected {_type_name(kind)}, got {type(value).__name__} {value!r}"
         )
     return value
 
@@ -85,15 +96,16 @@ def build_config(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+        raise ConfigError(f"{_at(where)}: expected a mapping for {cls.__name__}, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})")
+        known = ", ".join(fields)
+        raise ConfigError(f"{_at(where)}: unknown key {unknown[0]!r} (known keys: {known})")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+        kwargs[name] = _coerce(hints[name], value, _child(where, name))
     missing = [
         n
         for n, f in fields.items()
@@ -102,11 +114,11 @@ def build_config(cls, data: Any, where: str):
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}: missing required key {missing[0]!r}")
+        raise ConfigError(f"{_at(where)}: missing required key {missing[0]!r}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise ConfigError(f"{_at(where)}: {error}") from None
 
 
 def to_plain(config) -> Any:

@@ -1,65 +1,128 @@
 """Recipes: one YAML file naming the pool, the run directory and each stage's settings.
 
-Each section is a frozen dataclass with help text per field (`mmcurate run --help-recipe`
-prints them). Unknown keys and wrong types are errors naming the key and the file.
+Each section is a frozen dataclass; most are the stage's own config class, so a recipe key is
+exactly a job option. Subsets and trainings are lists whose items are validated as
+`SelectJobConfig` / `TrainJobConfig` (without `run`, which the recipe gives). Unknown keys and
+wrong types are `ConfigError`s naming the file and the key (`recipe.yaml: score.batch_size`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
+from typing import Any
 
+from operators.clustering import ClusterConfig
+from operators.minhash import MinHashConfig
+from operators.motion import MotionConfig
+from operators.phash import MediaHashConfig
+from operators.pism import PismConfig
 from ray_jobs.config_loading import ConfigError, build_config, load_yaml
+from training.warmup import WarmupConfig
 
-__all__ = ["IngestSection", "Recipe", "load_recipe"]
-
-
-def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
+__all__ = [
+    "DedupSection",
+    "IngestSection",
+    "Recipe",
+    "ScoreSection",
+    "load_recipe",
+    "select_config",
+    "train_config",
+]
 
 
 @dataclass(frozen=True)
 class IngestSection:
-    check_media: bool = _help("open every media file far enough to know it decodes", default=True)
-    source: str | None = _help(
-        "source name for rows without one (default: file stem)", default=None
-    )
+    check_media: bool = True  # open every media file far enough to know it decodes
+    source: str | None = None  # source name for rows without one (default: the file stem)
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    """Which descriptors the streaming score stage computes, and with what resources."""
+
+    cpu: MotionConfig = field(default_factory=MotionConfig)  # motion, frame_div, media facts
+    # model descriptor groups on the proxy: loss, temporal, stability, pism, cmab
+    descriptors: tuple[str, ...] = ("loss", "temporal", "stability", "pism", "cmab")
+    pism: PismConfig = field(default_factory=PismConfig)
+    prompted_temporal: bool = False  # GDO's Temporal/Static prompt (instruction-tuned proxy)
+    text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
+    text_model: str | None = None  # sentence model directory; None: the bundled MiniLM
+    styles: bool = True  # rule-based mmSSR interaction styles
+    capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
+    model_batch_size: int = 16  # rows per model-descriptor batch
+    actors: tuple[int, ...] = (1, 2)  # (min, max) actors per model step
+    num_gpus: float = 0.0  # GPUs per model actor (0 on CPU machines)
+    shards_per_group: int = 4  # input shards per Ray Data pass (the resume granularity)
+
+
+@dataclass(frozen=True)
+class DedupSection:
+    text: MinHashConfig = field(default_factory=MinHashConfig)
+    media: MediaHashConfig = field(default_factory=MediaHashConfig)
+    exact: bool = True  # GDO's SHA1(question|||answer)
+    near_text: bool = True
+    near_media: bool = True
+    partitions: int = 8
 
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str = _help("a name for the run")
-    input: str = _help("pool file (.json list, .jsonl, .parquet) or a directory of them")
-    run: str = _help("run directory: every stage writes here")
-    media_root: str | None = _help(
-        "media paths resolve here (default: the input's folder)", default=None
-    )
-    num_cpus: int | None = _help("CPUs of the local Ray (ignored on a cluster)", default=None)
-    ingest: IngestSection = _help("ingest settings", default=IngestSection())
+    name: str  # a name for the run
+    input: str  # pool file (.json list, .jsonl, .parquet) or a directory of them
+    run: str  # run directory: every stage writes here
+    media_root: str | None = None  # media paths resolve here (default: the input's folder)
+    num_cpus: int | None = None  # CPUs of a local Ray (ignored when joining a cluster)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    # the proxy: `base` = a local model directory; "" builds a tiny Qwen2-VL offline
+    proxy: WarmupConfig = field(default_factory=lambda: WarmupConfig(base=""))
+    score: ScoreSection = field(default_factory=ScoreSection)
+    dedup: DedupSection = field(default_factory=DedupSection)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    subsets: tuple[dict[str, Any], ...] = ()  # each: `mmcurate select` options (name, method..)
+    train: tuple[dict[str, Any], ...] = ()  # each: `mmcurate train` options (subset, algo, ...)
+
+
+def select_config(recipe: Recipe, spec: dict, where: str = "subsets"):
+    from ray_jobs.select import SelectJobConfig
+
+    return build_config(SelectJobConfig, {**spec, "run": recipe.run}, where)
+
+
+def train_config(recipe: Recipe, spec: dict, where: str = "train"):
+    from ray_jobs.train import TrainJobConfig
+
+    return build_config(TrainJobConfig, {**spec, "run": recipe.run}, where)
 
 
 def load_recipe(path: str) -> Recipe:
     """Read and validate a recipe; relative paths are taken relative to the recipe's folder."""
-    data = load_yaml(path)
-    recipe = build_config(Recipe, data, path)
-    return _resolve_paths(recipe, path)
-
-
-def _resolve_paths(recipe: Recipe, path: str) -> Recipe:
-    import dataclasses
-    import os
-
+    recipe = build_config(Recipe, load_yaml(path), f"{path}:")
     base = os.path.dirname(os.path.abspath(path))
 
     def absolute(value):
-        if value is None or "://" in value or os.path.isabs(value):
+        if not value or "://" in value or os.path.isabs(value):
             return value
         return os.path.normpath(os.path.join(base, value))
 
-    if not recipe.input:
-        raise ConfigError(f"{path}: input: must name the pool")
-    return dataclasses.replace(
+    proxy = dataclasses.replace(recipe.proxy, base=absolute(recipe.proxy.base))
+    recipe = dataclasses.replace(
         recipe,
         input=absolute(recipe.input),
         run=absolute(recipe.run),
         media_root=absolute(recipe.media_root),
+        proxy=proxy,
     )
+    for where, specs, build in (
+        ("subsets", recipe.subsets, select_config),
+        ("train", recipe.train, train_config),
+    ):
+        for i, spec in enumerate(specs):
+            if "run" in spec:
+                raise ConfigError(f"{path}: {where}[{i}]: 'run' is set by the recipe")
+            build(recipe, spec, f"{path}: {where}[{i}]:")
+    names = [select_config(recipe, s).subset_name for s in recipe.subsets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: subsets: two subsets share a name ({names})")
+    return recipe

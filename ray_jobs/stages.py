@@ -1,33 +1,176 @@
 """The stages of a run, in order: each takes the recipe and returns its counts.
 
-A stage is complete when its output directories carry their `_SUCCESS` markers.
+ingest -> proxy -> score -> dedup -> cluster -> select -> train -> report. A stage is
+complete when each of its outputs carries its `_SUCCESS` marker (written last), so `mmcurate
+run` skips it on a rerun and resumes a killed run at the first incomplete stage.
 """
 
 from __future__ import annotations
 
 import os
 
-from ray_jobs.ingest import IngestConfig, ingest
-from ray_jobs.recipe import Recipe
-from ray_jobs.report import build_report
+from ray_jobs.recipe import Recipe, select_config, train_config
 from ray_jobs.rundir import is_complete
 
-__all__ = ["STAGES", "stage_done", "stage_outputs"]
+__all__ = ["STAGES", "score_steps_for", "stage_done", "stage_outputs"]
 
 
 def _ingest(recipe: Recipe) -> dict:
+    from ray_jobs.ingest import IngestConfig, ingest
+
     config = IngestConfig(
         recipe.input, recipe.run, recipe.media_root, recipe.ingest.source, recipe.ingest.check_media
     )
     return ingest(config)
 
 
+def _proxy(recipe: Recipe) -> dict:
+    from ray_jobs.proxy import proxy_warmup
+
+    metrics = proxy_warmup(recipe.run, recipe.proxy)
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+
+
+def score_steps_for(recipe: Recipe) -> list:
+    """The score stage's steps: CPU descriptors, model descriptors, embeddings, styles, caps."""
+    from operators.capabilities import (
+        EmbeddingCapabilityScorer,
+        EmbeddingScorerConfig,
+        ImportedCapabilityScores,
+    )
+    from operators.embeddings import TextEmbedConfig, TextEmbedder
+    from operators.model_descriptors import DescriptorConfig, ModelDescriptors
+    from operators.styles import RuleStyler
+    from operators.vlm_runtime import RuntimeConfig
+    from ray_jobs.score import ScoreConfig, ScoreStep, score_steps
+
+    section = recipe.score
+    steps = score_steps(ScoreConfig(recipe.run, cpu=section.cpu))
+    actors = (section.actors[0], section.actors[-1])
+    if section.descriptors:
+        runtime = RuntimeConfig(
+            model=os.path.join(recipe.run, "proxy"), max_rows=section.model_batch_size
+        )
+        config = DescriptorConfig(
+            runtime,
+            descriptors=section.descriptors,
+            pism=section.pism,
+            prompted_temporal=section.prompted_temporal,
+        )
+        steps.append(
+            ScoreStep(
+                "model_descriptors",
+                ModelDescriptors,
+                fn_constructor_kwargs={"config": config},
+                batch_size=section.model_batch_size,
+                actors=actors,
+                num_gpus=section.num_gpus,
+            )
+        )
+    if section.text_embedding:
+        config = TextEmbedConfig(model_path=section.text_model)
+        steps.append(
+            ScoreStep(
+                "text_embedding",
+                TextEmbedder,
+                batch_size=256,
+                actors=(1, 1),
+                fn_constructor_kwargs={"config": config},
+            )
+        )
+    if section.styles:
+        steps.append(ScoreStep("styles", RuleStyler("styles"), batch_size=1024))
+    if section.capabilities == "embedding":
+        config = EmbeddingScorerConfig(model_path=section.text_model)
+        steps.append(
+            ScoreStep(
+                "capabilities",
+                EmbeddingCapabilityScorer,
+                batch_size=256,
+                actors=(1, 1),
+                fn_constructor_kwargs={"config": config},
+            )
+        )
+    elif section.capabilities != "none":
+        steps.append(
+            ScoreStep(
+                "capabilities",
+                ImportedCapabilityScores,
+                batch_size=1024,
+                actors=(1, 1),
+                fn_constructor_kwargs={"path": section.capabilities},
+            )
+        )
+    return steps
+
+
+def _score(recipe: Recipe) -> dict:
+    from ray_jobs.score import ScoreConfig, score
+
+    config = ScoreConfig(
+        recipe.run, cpu=recipe.score.cpu, shards_per_group=recipe.score.shards_per_group
+    )
+    return score(config, score_steps_for(recipe))
+
+
+def _dedup(recipe: Recipe) -> dict:
+    from ray_jobs.dedup import DedupConfig, dedup
+
+    section = recipe.dedup
+    config = DedupConfig(
+        recipe.run,
+        text=section.text,
+        media=section.media,
+        exact=section.exact,
+        near_text=section.near_text,
+        near_media=section.near_media,
+        partitions=section.partitions,
+    )
+    return dedup(config)
+
+
+def _cluster(recipe: Recipe) -> dict:
+    from ray_jobs.cluster import ClusterJobConfig, cluster
+
+    return cluster(
+        ClusterJobConfig(recipe.run, kmeans=recipe.cluster, text_model=recipe.score.text_model)
+    )
+
+
+def _select(recipe: Recipe) -> dict:
+    from ray_jobs.select import run_select
+
+    counts = {}
+    for spec in recipe.subsets:
+        config = select_config(recipe, spec)
+        counts[config.subset_name] = run_select(config)
+    return {"subsets": len(counts), "per_subset": counts}
+
+
+def _train(recipe: Recipe) -> dict:
+    from ray_jobs.train import train
+
+    results = {}
+    for spec in recipe.train:
+        config = train_config(recipe, spec)
+        results[config.subset] = train(config)
+    return {"runs": len(results), "per_run": results}
+
+
 def _report(recipe: Recipe) -> dict:
+    from ray_jobs.report import build_report
+
     return {"written": build_report(recipe.run)}
 
 
 STAGES = {
     "ingest": _ingest,
+    "proxy": _proxy,
+    "score": _score,
+    "dedup": _dedup,
+    "cluster": _cluster,
+    "select": _select,
+    "train": _train,
     "report": _report,
 }
 
@@ -35,9 +178,18 @@ STAGES = {
 def stage_outputs(recipe: Recipe, name: str) -> list[str]:
     """The directories (or files) a stage writes, removed before a rerun."""
     run = recipe.run
+    join = os.path.join
+    if name == "select":
+        return [join(run, "subsets", select_config(recipe, s).subset_name) for s in recipe.subsets]
+    if name == "train":
+        return [join(run, "train", train_config(recipe, s).subset) for s in recipe.train]
     return {
-        "ingest": [os.path.join(run, "pool"), os.path.join(run, "quarantine", "ingest")],
-        "report": [os.path.join(run, "report.html")],
+        "ingest": [join(run, "pool"), join(run, "quarantine", "ingest")],
+        "proxy": [join(run, "proxy")],
+        "score": [join(run, "scored"), join(run, "quarantine", "score")],
+        "dedup": [join(run, "dedup")],
+        "cluster": [join(run, "clusters")],
+        "report": [join(run, "report.html")],
     }[name]
 
 
