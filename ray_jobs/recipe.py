@@ -36,6 +36,7 @@ __all__ = [
 class IngestSection:
     check_media: bool = True  # open every media file far enough to know it decodes
     source: str | None = None  # source name for rows without one (default: the file stem)
+    chunk_bytes: int | None = None  # JSONL bytes per chunk / output shard; None: by size
 
 
 @dataclass(frozen=True)
