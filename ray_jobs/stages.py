@@ -18,8 +18,14 @@ __all__ = ["STAGES", "score_steps_for", "stage_done", "stage_outputs"]
 def _ingest(recipe: Recipe) -> dict:
     from ray_jobs.ingest import IngestConfig, ingest
 
+    section = recipe.ingest
     config = IngestConfig(
-        recipe.input, recipe.run, recipe.media_root, recipe.ingest.source, recipe.ingest.check_media
+        recipe.input,
+        recipe.run,
+        recipe.media_root,
+        section.source,
+        section.check_media,
+        section.chunk_bytes,
     )
     return ingest(config)
 
