@@ -34,6 +34,7 @@ def _recipe(tmp_path, pool, run, **extra):
         "num_cpus": 2,
         "ingest": {"chunk_bytes": 6000},
         "score": CHEAP_SCORE,
+        "stages": ["ingest", "score", "dedup"],
         **extra,
     }
     path = tmp_path / f"{run}.yaml"
@@ -79,12 +80,14 @@ def test_sigkill_in_score_then_rerun_gives_identical_outputs(tmp_path):
     run_recipe(load_recipe(_recipe(tmp_path, pool / "pool.jsonl", "clean")))
     resumed, clean = _sorted_rows(scored), _sorted_rows(tmp_path / "clean" / "scored")
     assert [r["id"] for r in resumed] == [r["id"] for r in clean]
+    dedup = tmp_path / "killed" / "dedup"
+    assert _sorted_rows(dedup) == _sorted_rows(tmp_path / "clean" / "dedup")
     assert len({r["id"] for r in resumed}) == len(resumed)
     for a, b in zip(resumed, clean, strict=True):
         assert {k: v for k, v in a.items() if k != "origin"} == {
             k: v for k, v in b.items() if k != "origin"
         }
-    for stage in ("pool", "scored"):
+    for stage in ("pool", "scored", "dedup"):
         first = yaml.safe_load((tmp_path / "killed" / stage / "_SUCCESS").read_text())
         second = yaml.safe_load((tmp_path / "clean" / stage / "_SUCCESS").read_text())
         assert first == second
