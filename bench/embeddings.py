@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     line(
         "cap_* (embedding, embeds itself)",
         rate(lambda: scorer(table), n),
-        "pass-through operator",
-        ref,
+        "bare encode",
+        encode,
     )
     prompted = PromptedCapabilityScorer(PromptedScorerConfig(batch_size=256), canned_generate)
     line(

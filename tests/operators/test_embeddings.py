@@ -184,6 +184,7 @@ def test_visual_embedding_isolates_a_frame_the_model_rejects(tiny_vlm):
     assert np.allclose(vectors[0], embedder.embed_images([good])[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embedders_on_ray_actor_pools(ray_session, tiny_vlm, small_pool):
     table = media_rows(small_pool)
     ds = ray_session.data.from_arrow(table)
