@@ -183,7 +183,7 @@ class VLMRuntime:
                 batch = collate([encodings[i] for i in group], self.processor, "right")
                 result = self.forward(batch, output_attentions=True)
                 query = batch.labels[:, 1:] != -100  # position t predicts answer token t+1
-                query = torch_pad_right(query)
+                query = _pad_false_column(query)
                 ratios = attention_mass_ratios(
                     tuple(a.cpu() for a in result.attentions),
                     batch.vision_mask,
@@ -198,7 +198,7 @@ class VLMRuntime:
         return out
 
 
-def torch_pad_right(mask):
+def _pad_false_column(mask):
     """(B, L-1) -> (B, L) by appending a False column."""
     import torch
 

@@ -26,10 +26,10 @@ from operators.vlm_inputs import (
     batch_rows,
     collate,
     decode_media,
-    encode_row,
+    encode_rows,
 )
 
-__all__ = ["WarmupConfig", "encode_rows", "train_loop_per_worker", "train_proxy"]
+__all__ = ["WarmupConfig", "encode_slice", "train_loop_per_worker", "train_proxy", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,23 @@ class WarmupConfig:
     seed: int = 0
 
 
-def encode_rows(processor, rows: list[dict], inputs: InputsConfig):
-    """Encode rows with their media; rows that fail are skipped and counted by reason."""
+def encode_slice(processor, rows: list[dict], inputs: InputsConfig, chunk: int = 64):
+    """Encode rows with their media (one processor call per chunk); rows that fail are
+    skipped and counted by reason."""
     encodings, skipped = [], {}
-    for row in rows:
-        try:
-            encodings.append(encode_row(processor, row, decode_media(row, inputs.num_frames)))
-        except (MediaError, RowError) as error:
-            reason = getattr(error, "reason", "media")
-            skipped[reason] = skipped.get(reason, 0) + 1
+    for start in range(0, len(rows), chunk):
+        part, media = [], []
+        for row in rows[start : start + chunk]:
+            try:
+                media.append(decode_media(row, inputs.num_frames))
+                part.append(row)
+            except MediaError:
+                skipped["media"] = skipped.get("media", 0) + 1
+        for result in encode_rows(processor, part, media, inputs):
+            if isinstance(result, RowError):
+                skipped[result.reason] = skipped.get(result.reason, 0) + 1
+            else:
+                encodings.append(result)
     return encodings, skipped
 
 
@@ -83,7 +91,7 @@ def train_proxy(rows: list[dict], config: WarmupConfig, out_dir: str) -> dict:
     )
     model.train()
     inputs = InputsConfig(num_frames=config.num_frames)
-    encodings, skipped = encode_rows(processor, rows, inputs)
+    encodings, skipped = encode_slice(processor, rows, inputs)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
