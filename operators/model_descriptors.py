@@ -16,7 +16,9 @@ its reason in `model_error`):
 - `cmab_ratio`, `cmab_label` (Qi et al. 2026): see operators/cmab.py; over the greedy answer.
 
 `apply_model_descriptors(ds, config)` maps it over a Ray Dataset with an autoscaling actor
-pool (`num_gpus` per actor on GPU). Each descriptor group is switchable in the config.
+pool (`num_gpus` per actor on GPU), in pyarrow batches so that the input schema passes
+through unchanged and missing descriptors are written as nulls. Each descriptor group is
+switchable in the config.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from operators.cmab import cmab_label, cmab_ratio
 from operators.media import MediaError
@@ -35,7 +38,7 @@ from operators.vlm_inputs import (
     RowError,
     batch_rows,
     decode_media,
-    encode_row,
+    encode_rows,
     frame_order,
     split_turns,
 )
@@ -111,8 +114,18 @@ class ModelDescriptors:
         self.counts: Counter = Counter()
         torch.manual_seed(config.seed)
 
-    def __call__(self, batch: dict) -> dict:
-        rows = batch_rows(batch)
+    def __call__(self, batch):
+        """Add the descriptor columns to a batch: a dict of NumPy arrays (returns a dict) or a
+        pyarrow Table (returns a Table with the input schema kept and NaN written as null)."""
+        if isinstance(batch, pa.Table):
+            out = self._describe(batch.to_pylist())
+            table = batch.drop_columns([c for c in out if c in batch.column_names])
+            for name, values in out.items():
+                table = table.append_column(name, _arrow_column(values))
+            return table
+        return {**batch, **self._describe(batch_rows(batch))}
+
+    def _describe(self, rows: list[dict]) -> dict[str, np.ndarray]:
         out = {name: np.full(len(rows), np.nan) for name in FLOAT_COLUMNS}
         out.update({name: np.full(len(rows), None, dtype=object) for name in STRING_COLUMNS})
         media, encodings = self._encode(rows, out["model_error"])
@@ -130,48 +143,64 @@ class ModelDescriptors:
         if ok and self.config.prompted_temporal:
             self._prompted_temporal(rows, ok, out)
         self.counts.update(total=len(rows), scored=len(ok))
-        self.counts.update(str(e) for e in out["model_error"] if e is not None)
-        return {**batch, **out}
+        self.counts.update(str(e).split(":")[0] for e in out["model_error"] if e is not None)
+        return out
+
+    def _encode_all(self, rows: list[dict], media: list, answers=None) -> list:
+        """Encodings (or RowErrors, in place) of rows with the given media, one processor call."""
+        inputs = self.runtime.config.inputs
+        return encode_rows(self.runtime.processor, rows, media, inputs, answers)
 
     def _encode(self, rows: list[dict], errors: np.ndarray):
         """Decode media and encode each row with them; a failing row gets its reason."""
         media: list[list[np.ndarray] | None] = [None] * len(rows)
         encodings: list[RowEncoding | None] = [None] * len(rows)
-        processor, inputs = self.runtime.processor, self.runtime.config.inputs
         for i, row in enumerate(rows):
             try:
-                media[i] = decode_media(row, inputs.num_frames)
-                encodings[i] = encode_row(processor, row, media[i], inputs)
+                media[i] = decode_media(row, self.runtime.config.inputs.num_frames)
             except MediaError as error:
                 errors[i] = f"media: {error}"
-            except RowError as error:
-                errors[i] = f"{error.reason}: {error}"
+        decoded = [i for i in range(len(rows)) if errors[i] is None]
+        encoded = self._encode_all([rows[i] for i in decoded], [media[i] for i in decoded])
+        for i, result in zip(decoded, encoded, strict=True):
+            if isinstance(result, RowError):
+                errors[i] = f"{result.reason}: {result}"
+            else:
+                encodings[i] = result
         return media, encodings
 
     def _variant(self, row: dict, media: list[np.ndarray]) -> list[np.ndarray]:
         order = self.config.temporal_order
         return [m[frame_order(len(m), str(row["id"]), order)] if m.ndim == 4 else m for m in media]
 
+    def _loss_jobs(self, rows, ok, media, encodings) -> list[tuple[str, int, object]]:
+        """(kind, row, encoding or RowError): with media, blind, and frames reordered."""
+        jobs, extra = [("loss", i, encodings[i]) for i in ok], []
+        for i in ok:
+            if media[i]:
+                extra.append(("blind", i, None))
+            if any(m.ndim == 4 for m in media[i]) and "temporal" in self.config.descriptors:
+                extra.append(("temporal", i, self._variant(rows[i], media[i])))
+        encoded = self._encode_all([rows[i] for _, i, _ in extra], [m for _, _, m in extra])
+        jobs += [(kind, i, e) for (kind, i, _), e in zip(extra, encoded, strict=True)]
+        return jobs
+
     def _losses(self, rows, ok, media, encodings, out) -> dict[int, bool]:
         """loss, loss_blind, vds, ppl and the measured temporal in one batched NLL pass.
 
         Returns each row's teacher-forced greedy correctness on the unmasked media.
         """
-        processor, inputs = self.runtime.processor, self.runtime.config.inputs
-        jobs: list[tuple[str, int, RowEncoding]] = []
-        for i in ok:
-            jobs.append(("loss", i, encodings[i]))
-            has_media = bool(media[i])
-            if has_media:
-                jobs.append(("blind", i, encode_row(processor, rows[i], None, inputs)))
-            video = has_media and any(m.ndim == 4 for m in media[i])
-            if video and "temporal" in self.config.descriptors:
-                variant = self._variant(rows[i], media[i])
-                jobs.append(("temporal", i, encode_row(processor, rows[i], variant, inputs)))
+        jobs = self._loss_jobs(rows, ok, media, encodings)
+        for _, i, enc in jobs:
+            if isinstance(enc, RowError):
+                out["model_error"][i] = f"{enc.reason}: {enc}"
+        jobs = [job for job in jobs if not isinstance(job[2], RowError)]
         nll, hits = self.runtime.nll([job[2] for job in jobs])
         values = {(kind, i): nll[k] for k, (kind, i, _) in enumerate(jobs)}
         correct = {i: bool(hits[k]) for k, (kind, i, _) in enumerate(jobs) if kind == "loss"}
         for i in ok:
+            if out["model_error"][i] is not None:
+                continue
             loss = values[("loss", i)]
             blind = values.get(("blind", i), loss)  # text rows: blind is the same input
             out["loss"][i], out["loss_blind"][i] = loss, blind
@@ -199,9 +228,7 @@ class ModelDescriptors:
 
     def _pism(self, rows, ok, media, correct, out) -> None:
         """λ* by progressive masking; correctness is teacher-forced greedy exact match."""
-        if len(correct) < len(ok):
-            encodings = [encode_row(self.runtime.processor, rows[i], media[i]) for i in ok]
-            correct = dict(zip(ok, self.runtime.nll(encodings)[1].tolist(), strict=True))
+        ok = [i for i in ok if i in correct]
 
         def accuracy(active: list[int], ratio: float) -> np.ndarray:
             chosen = [ok[a] for a in active]
@@ -215,13 +242,13 @@ class ModelDescriptors:
 
     def _masked_accuracy(self, rows, chosen, media, correct, ratio: float) -> np.ndarray:
         """Share of K masked copies answered correctly, per chosen row."""
-        processor, inputs, cfg = self.runtime.processor, self.runtime.config.inputs, self.config
-        owners, encodings = [], []
+        cfg = self.config.pism
+        owners, masked = [], []
         for i in chosen:
-            for k in range(cfg.pism.masks_per_ratio if media[i] else 0):
-                masked = mask_media(media[i], ratio, cfg.pism, str(rows[i]["id"]), k)
+            for k in range(cfg.masks_per_ratio if media[i] else 0):
                 owners.append(i)
-                encodings.append(encode_row(processor, rows[i], masked, inputs))
+                masked.append(mask_media(media[i], ratio, cfg, str(rows[i]["id"]), k))
+        encodings = self._encode_all([rows[i] for i in owners], masked)
         hits = self.runtime.nll(encodings)[1] if encodings else np.zeros(0, dtype=bool)
         acc = []
         for i in chosen:
@@ -245,20 +272,25 @@ class ModelDescriptors:
 
     def _prompted_temporal(self, rows, ok, out) -> None:
         """GDO's prompted temporal demand: 1 Temporal, 0 Static, 0.5 otherwise (videos only)."""
-        processor, inputs = self.runtime.processor, self.runtime.config.inputs
         videos = [i for i in ok if rows[i]["media_type"] == "video"]
-        prompts = []
+        asks = []
         for i in videos:
             turns, _ = split_turns(rows[i])
             question = " ".join(t["content"] for t in turns if t["role"] == "user")
             text = TEMPORAL_PROMPT.format(question=question.replace("<video>", "").strip())
-            row = {"messages": [{"role": "user", "content": text}], "answer": "x"}
-            prompts.append(encode_row(processor, row, None, inputs, answer=""))
+            asks.append({"messages": [{"role": "user", "content": text}], "answer": "x"})
+        prompts = self._encode_all(asks, [None] * len(asks), [""] * len(asks))
         replies = self.runtime.generate(prompts, max_new_tokens=4) if prompts else []
         for i in ok:
             out["temporal_prompted"][i] = 0.0
         for i, ids in zip(videos, replies, strict=True):
             out["temporal_prompted"][i] = prompted_temporal_value(self.runtime.decode(ids[0]))
+
+
+def _arrow_column(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:
+        return pa.array(values.tolist(), type=pa.string())
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
 
 
 def apply_model_descriptors(
@@ -285,7 +317,7 @@ def apply_model_descriptors(
         ModelDescriptors,
         fn_constructor_args=(config,),
         batch_size=batch_size,
-        batch_format="numpy",
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
         **resources,
     )

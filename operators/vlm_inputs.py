@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from operators.media import load_image, read_video_frames
+from operators.records import RowError
 
 __all__ = [
     "IGNORE_INDEX",
@@ -34,22 +35,16 @@ __all__ = [
     "collate",
     "decode_media",
     "encode_row",
+    "encode_rows",
     "frame_order",
     "split_turns",
+    "vision_token_ids",
 ]
 
 IGNORE_INDEX = -100
 PLACEHOLDER = re.compile(r"(<image>|<video>)")
 # Token-aligned processor outputs other than input_ids, and their value on appended tokens.
 TOKEN_FIELDS = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 0}
-
-
-class RowError(ValueError):
-    """A row that cannot become model inputs; `reason` is a short code to count by."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -93,8 +88,8 @@ def batch_rows(batch: dict) -> list[dict]:
         row = {}
         for name in names:
             value = batch[name][i]
-            if isinstance(value, np.ndarray) and value.dtype == object:
-                value = list(value)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
             row[name] = value.item() if isinstance(value, np.generic) else value
         rows.append(row)
     return rows
@@ -130,12 +125,13 @@ def frame_order(count: int, key: str, mode: str = "ordered") -> list[int]:
 
 def decode_media(row: dict, num_frames: int) -> list[np.ndarray]:
     """Decode the row's media in order: (H, W, 3) per image, (T, H, W, 3) per video."""
-    out = []
-    for path in row.get("media") or []:
+    out, paths = [], row.get("media")
+    for path in [] if paths is None else list(paths):
         if row["media_type"] == "video":
             out.append(read_video_frames(str(path), num_frames)[0])
         else:
-            out.append(load_image(str(path)))
+            image = load_image(str(path))
+            out.append(image if image.flags.writeable else image.copy())
     return out
 
 
@@ -207,7 +203,8 @@ def _media_lists(conv: list[dict], media: list[np.ndarray], video_as_frames: boo
     return images, videos
 
 
-def _vision_token_ids(processor) -> set[int]:
+def vision_token_ids(processor) -> set[int]:
+    """Ids of the image / video placeholder tokens that the processor expands."""
     ids = set()
     for name in ("image_token_id", "video_token_id"):
         value = getattr(processor, name, None)
@@ -216,18 +213,8 @@ def _vision_token_ids(processor) -> set[int]:
     return ids
 
 
-def encode_row(
-    processor,
-    row: dict,
-    media: list[np.ndarray] | None,
-    config: InputsConfig = InputsConfig(),
-    answer: str | None = None,
-) -> RowEncoding:
-    """Encode one row: prompt through the processor (media expanded), answer tokens after it.
-
-    media: decoded arrays in the row's order, or None for the blind variant (placeholders
-    removed). answer: replaces the row's answer (e.g. a generated one), "" for prompt only.
-    """
+def _render(processor, row: dict, media, config: InputsConfig, answer: str | None):
+    """(prompt text, answer token ids, images, videos) of one row."""
     turns, reference = split_turns(row)
     answer = reference if answer is None else answer
     as_frames = config.video_as_frames
@@ -247,15 +234,122 @@ def encode_row(
             suffix[: suffix.index(eos) + len(eos)] if eos and eos in suffix else suffix.rstrip()
         )
         answer_ids = processor.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    return prompt, answer_ids, images, videos
+
+
+def _encoding(out: dict, k: int, keep, answer_ids: list[int], media: dict, limit: int):
+    """Row k of a processor output (its non-pad positions `keep`) as a RowEncoding."""
+    prompt_ids = out["input_ids"][k][keep].tolist()
+    if len(prompt_ids) + len(answer_ids) > limit:
+        raise RowError("too_long", f"{len(prompt_ids) + len(answer_ids)} tokens")
+    fields = {f: out[f][k][keep].tolist() for f in TOKEN_FIELDS if f in out}
+    return RowEncoding(prompt_ids, answer_ids, fields, media)
+
+
+def encode_row(
+    processor,
+    row: dict,
+    media: list[np.ndarray] | None,
+    config: InputsConfig = InputsConfig(),
+    answer: str | None = None,
+) -> RowEncoding:
+    """Encode one row: prompt through the processor (media expanded), answer tokens after it.
+
+    media: decoded arrays in the row's order, or None for the blind variant (placeholders
+    removed). answer: replaces the row's answer (e.g. a generated one), "" for prompt only.
+    """
+    prompt, answer_ids, images, videos = _render(processor, row, media, config, answer)
     out = processor(
         text=[prompt], images=images or None, videos=videos or None, return_tensors="pt"
     )
-    prompt_ids = out["input_ids"][0].tolist()
-    if len(prompt_ids) + len(answer_ids) > config.max_tokens:
-        raise RowError("too_long", f"{len(prompt_ids) + len(answer_ids)} tokens")
-    fields = {k: out[k][0].tolist() for k in TOKEN_FIELDS if k in out}
     media_out = {k: v for k, v in out.items() if k != "input_ids" and k not in TOKEN_FIELDS}
-    return RowEncoding(prompt_ids, answer_ids, fields, media_out)
+    keep = slice(None)
+    return _encoding(out, 0, keep, answer_ids, media_out, config.max_tokens)
+
+
+# Flattened media outputs and the grid that says how many rows of them each item has.
+GRIDS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
+
+
+def _split_media(out: dict, images: list[int], videos: list[int]) -> list[dict] | None:
+    """Cut batch-level media tensors into per-row dicts, or None when the layout is unknown.
+
+    images / videos: how many of each every row passed. A tensor is cut by its grid (rows of
+    patches per item) when it has one, else by item counts when its first dim matches.
+    """
+    import torch
+
+    per_row: list[dict] = [{} for _ in images]
+    for key, value in out.items():
+        if key == "input_ids" or key in TOKEN_FIELDS:
+            continue
+        value = torch.as_tensor(np.asarray(value)) if not torch.is_tensor(value) else value
+        grid = GRIDS.get(key)
+        if grid in out:
+            counts = images if grid == "image_grid_thw" else videos
+            items = out[grid].prod(dim=1).tolist()
+            edges = np.cumsum([0, *counts])
+            sizes = [int(sum(items[edges[r] : edges[r + 1]])) for r in range(len(counts))]
+        elif value.shape[0] == sum(images) and sum(images) != sum(videos):
+            sizes = images
+        elif value.shape[0] == sum(videos) and sum(images) != sum(videos):
+            sizes = videos
+        else:
+            return None
+        for r, part in enumerate(torch.split(value, sizes)):
+            if sizes[r]:
+                per_row[r][key] = part
+    return per_row
+
+
+def encode_rows(
+    processor,
+    rows: list[dict],
+    media: list[list[np.ndarray] | None],
+    config: InputsConfig = InputsConfig(),
+    answers: list[str | None] | None = None,
+) -> list[RowEncoding | RowError]:
+    """`encode_row` for many rows with one processor call (the per-call overhead dominates
+    on small media); a row that fails comes back as its RowError, in place."""
+    answers = answers or [None] * len(rows)
+    results: list = [None] * len(rows)
+    ready = []
+    for i, row in enumerate(rows):
+        try:
+            ready.append((i, *_render(processor, row, media[i], config, answers[i])))
+        except RowError as error:
+            results[i] = error
+    if not ready:
+        return results
+    images = [a for _, _, _, imgs, _ in ready for a in imgs]
+    videos = [v for _, _, _, _, vids in ready for v in vids]
+    out = processor(
+        text=[r[1] for r in ready],
+        images=images or None,
+        videos=videos or None,
+        return_tensors="pt",
+        padding=True,
+    )
+    split = _split_media(out, [len(r[3]) for r in ready], [len(r[4]) for r in ready])
+    if split is None:  # unknown media layout: one call per row
+        return [
+            _encode_or_error(processor, rows[i], media[i], config, answers[i])
+            for i in range(len(rows))
+        ]
+    for k, (i, _, answer_ids, _, _) in enumerate(ready):
+        keep = out["attention_mask"][k].bool()
+        try:
+            results[i] = _encoding(out, k, keep, answer_ids, split[k], config.max_tokens)
+        except RowError as error:
+            results[i] = error
+    return results
+
+
+def _encode_or_error(processor, row, media, config, answer):
+    try:
+        return encode_row(processor, row, media, config, answer)
+    except RowError as error:
+        return error
 
 
 def _vision_mask(encoding: RowEncoding, vision_ids: set[int]) -> list[bool]:
@@ -288,7 +382,7 @@ def collate(encodings: list[RowEncoding], processor, padding_side: str = "right"
     import torch
 
     pad_id = processor.tokenizer.pad_token_id or 0
-    vision_ids = _vision_token_ids(processor)
+    vision_ids = vision_token_ids(processor)
     width = max(len(e) for e in encodings)
     ids, labels, vision = [], [], []
     fields = {k: [] for k in TOKEN_FIELDS if k in encodings[0].token_fields}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operators.vlm_inputs import Batch, InputsConfig, RowEncoding, collate
+from operators.vlm_inputs import Batch, InputsConfig, RowEncoding, collate, vision_token_ids
 from operators.vlm_scoring import answer_nll, attention_mass_ratios
 
 __all__ = ["RuntimeConfig", "VLMRuntime", "micro_batches"]
@@ -147,6 +147,9 @@ class VLMRuntime:
         prompts = [RowEncoding(e.prompt_ids, [], e.token_fields, e.media) for e in encodings]
         out: list[list[list[int]]] = [[] for _ in encodings]
         options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+        vision = vision_token_ids(self.processor)
+        if vision:  # a generated media placeholder would not match any media features
+            options["suppress_tokens"] = sorted(vision)
         if do_sample:
             options.update(temperature=temperature, top_p=top_p, top_k=0)
         eos = self.model.generation_config.eos_token_id

@@ -11,6 +11,7 @@ __all__ = ["main"]
 COMMANDS = {
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
+    "proxy": "ray_jobs.proxy",
     "train": "ray_jobs.train",
     "eval": "ray_jobs.evaluate",
 }

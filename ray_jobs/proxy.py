@@ -1,0 +1,87 @@
+"""`mmcurate proxy warmup --run DIR`: warm the proxy VLM up on a random slice of `DIR/pool/`.
+
+Without `--base`, a tiny Qwen2-VL is built offline first (its BPE tokenizer trained on the
+slice's text) in `DIR/proxy_base/`. The warmed model goes to `DIR/proxy/` with the ids it
+trained on (`train_ids.txt`, so evaluations can hold them out) and a `_SUCCESS` marker
+holding the training metrics; a rerun with the marker present does nothing. The
+`score` stage uses `DIR/proxy/` unless given another proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import asdict, replace
+
+from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts
+from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
+from training.warmup import WarmupConfig, warm_up
+
+__all__ = ["main", "proxy_warmup", "slice_pool"]
+
+
+def slice_pool(run: str, config: WarmupConfig, seed: int):
+    """A random slice of the pool: `fraction` of the rows, at most `max_rows` (Ray Dataset)."""
+    import ray
+
+    ds = ray.data.read_parquet(os.path.join(run, "pool"), file_extensions=["parquet"])
+    return ds.random_sample(config.fraction, seed=seed).limit(config.max_rows).materialize()
+
+
+def proxy_warmup(run: str, config: WarmupConfig | None = None) -> dict:
+    """Warm the proxy up for `run`; returns the metrics (read back if already complete)."""
+    out = os.path.join(run, "proxy")
+    if is_complete(out):
+        return read_counts(out)
+    ensure_ray()
+    config = config or WarmupConfig(base="")
+    dataset = slice_pool(run, config, config.seed)
+    if not config.base:
+        base = os.path.join(run, "proxy_base")
+        if not os.path.exists(os.path.join(base, "config.json")):
+            texts = [m["content"] for r in dataset.take_all() for m in r["messages"]]
+            build_tiny_qwen2_vl(base, TinyConfig(seed=config.seed), texts=texts)
+        config = replace(config, base=base)
+    metrics = warm_up(dataset, config, out, os.path.join(run, "proxy_train"))
+    ids = sorted(str(i) for i in dataset.to_pandas()["id"])
+    with open(os.path.join(out, "train_ids.txt"), "w") as handle:
+        handle.write("\n".join(ids) + "\n")
+    metrics = {**metrics, "base": config.base, "config": asdict(config)}
+    mark_complete(out, metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmcurate proxy", description=__doc__)
+    parser.add_argument("action", choices=["warmup"])
+    parser.add_argument("--run", required=True, help="run directory with pool/")
+    parser.add_argument("--base", default="", help="model directory; default: build a tiny one")
+    defaults = WarmupConfig(base="")
+    parser.add_argument("--fraction", type=float, default=defaults.fraction)
+    parser.add_argument("--max-rows", type=int, default=defaults.max_rows)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--time-budget", type=float, default=defaults.time_budget_s)
+    parser.add_argument("--threads", type=int, default=defaults.num_threads)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    config = WarmupConfig(
+        base=args.base,
+        fraction=args.fraction,
+        max_rows=args.max_rows,
+        epochs=args.epochs,
+        lr=args.lr,
+        time_budget_s=args.time_budget,
+        num_threads=args.threads,
+        seed=args.seed,
+    )
+    print(f"[mmcurate] proxy warmup config: {asdict(config)}")
+    started = time.time()
+    metrics = proxy_warmup(args.run, config)
+    print(f"[mmcurate] proxy warmup: {metrics} ({time.time() - started:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
