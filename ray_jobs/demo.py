@@ -39,7 +39,8 @@ def demo_recipe(out: str, n: int, train_samples: int, seed: int = 0) -> dict:
                 "model": "",
                 "rows": "",
                 "out": "",
-                "max_samples": train_samples,
+                "epochs": 1000,  # cycle a small subset; max_steps sets the budget
+                "max_steps": train_samples // 32,
                 "eval_every": max(train_samples // 4, 32),
                 "batch_size": 32,
             },

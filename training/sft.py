@@ -62,6 +62,7 @@ class SftConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 1  # passes over the ordered rows (each in manifest order)
+    max_steps: int = 0  # > 0: stop after this many optimizer steps in all (equal budgets)
     lora_rank: int = 0  # 0: full fine-tune; > 0: LoRA adapters of this rank (peft)
     lora_alpha: int = 16
     eval_every: int = 1024  # samples seen between evaluations (and at the end)
@@ -310,6 +311,8 @@ def train_loop_per_worker(config: dict) -> dict:
     table = pq.read_table(cfg.rows)
     per_epoch = math.ceil(table.num_rows / cfg.batch_size)
     total = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
     if progress["step"] == 0 and ctx["session"].rank == 0:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
