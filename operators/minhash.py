@@ -114,7 +114,7 @@ def exact_key(question: str, answer: str) -> int:
 
 
 def shingles(text: str, unit: str = "word", ngram: int = 1) -> list[bytes]:
-    """The distinct shingles of normalized `text` as UTF-8 bytes (datasketch's input)."""
+    """The distinct shingles of normalized `text` as UTF-8 bytes (datasketch's input), unordered."""
     norm = normalize_text(text)
     if unit == "word":
         words = norm.split()
@@ -123,7 +123,7 @@ def shingles(text: str, unit: str = "word", ngram: int = 1) -> list[bytes]:
         grams = {norm[i : i + ngram] for i in range(max(1, len(norm) - ngram + 1))}
     else:
         raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
-    return sorted(g.encode("utf-8") for g in grams if g)
+    return [g.encode("utf-8") for g in grams if g]
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -101,7 +101,7 @@ def _apply(dataset, step: ScoreStep):
 
 def _quarantine(bad: pa.Table) -> pa.Table:
     """Failed rows in QUARANTINE_SCHEMA, the row itself (media paths, text) as `raw` JSON."""
-    raw_columns = [c for c in ("id", "source", "media_type", "media", "messages", "answer")]
+    raw_columns = ["id", "source", "media_type", "media", "messages", "answer"]
     raws = [json.dumps(r) for r in bad.select(raw_columns).to_pylist()]
     return pa.table(
         {
@@ -142,14 +142,16 @@ def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: Sco
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         for shard in pc.unique(batch.column("_shard")).to_pylist():
             parts[shard].append(batch.filter(pc.equal(batch.column("_shard"), shard)))
-    names = {shard: os.path.basename(path) for shard, path in group}
+    paths = dict(group)
     for shard, tables in parts.items():
-        source = pq.read_schema(group[[s for s, _ in group].index(shard)][1])
-        table = pa.concat_tables(tables) if tables else _empty_like(source, steps, config)
-        _write_shard(table, names[shard], config.run)
+        if tables:
+            table = pa.concat_tables(tables)
+        else:
+            table = _empty_like(pq.read_schema(paths[shard]), steps)
+        _write_shard(table, os.path.basename(paths[shard]), config.run)
 
 
-def _empty_like(source: pa.Schema, steps: list[ScoreStep], config: ScoreConfig) -> pa.Table:
+def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
     """An empty input shard still gets its (empty) outputs, with the descriptor columns."""
     table = source.empty_table()
     table = table.append_column("_shard", pa.array([], pa.int64()))

@@ -5,14 +5,33 @@ from __future__ import annotations
 import os
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from operators.schema import ROW_SCHEMA
 from ray_jobs.ingest import IngestConfig, ingest
 from ray_jobs.rundir import read_counts
-from ray_jobs.score import ScoreConfig, score
+from ray_jobs.score import ScoreConfig, ScoreStep, score, score_steps
 from ray_jobs.synthetic_pool import _spec
+
+
+class AnswerChars:
+    """A stand-in for a model descriptor: a callable class, run by an actor pool."""
+
+    def __init__(self, column: str):
+        self.column = column  # loaded once per actor, as a model would be
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        lengths = [len(a or "") for a in batch.column("answer").to_pylist()]
+        return batch.append_column(self.column, pa.array(lengths, pa.int64()))
+
+
+def _steps(run: str) -> list[ScoreStep]:
+    extra = ScoreStep(
+        "answer_chars", AnswerChars, fn_constructor_kwargs={"column": "answer_chars"}, actors=(1, 1)
+    )
+    return score_steps(ScoreConfig(run)) + [extra]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +45,7 @@ def scored_run(ray_session, small_pool, tmp_path_factory):
     broken = next(r for r in pool.to_pylist() if r["media_type"] == "video")
     with open(broken["media"][0], "wb") as handle:
         handle.write(b"not a video" * 10)
-    counts = score(ScoreConfig(str(run), shards_per_group=2))
+    counts = score(ScoreConfig(str(run), shards_per_group=2), _steps(str(run)))
     return run, pool, broken, counts
 
 
@@ -41,6 +60,9 @@ def test_counts_reconcile_and_corrupt_video_is_quarantined(scored_run):
     # One output shard per input shard, every input column kept.
     assert sorted(os.listdir(run / "pool")) == sorted(os.listdir(run / "scored"))
     assert set(ROW_SCHEMA.names) <= set(scored.column_names)
+    # The actor-pool step ran after the CPU descriptors, on every kept row.
+    answers = scored.column("answer").to_pylist()
+    assert scored.column("answer_chars").to_pylist() == [len(a or "") for a in answers]
 
 
 def test_descriptors_follow_ground_truth(scored_run, small_pool):
@@ -71,7 +93,7 @@ def test_rerun_resumes_per_shard(scored_run):
     mtimes = {n: os.path.getmtime(run / "scored" / n) for n in names}
     os.remove(run / "scored" / first)
     os.remove(run / "scored" / "_SUCCESS")
-    again = score(ScoreConfig(str(run)))
+    again = score(ScoreConfig(str(run)), _steps(str(run)))
     assert again == counts
     assert pq.read_table(run / "scored" / first).equals(before)
     for name, mtime in mtimes.items():
