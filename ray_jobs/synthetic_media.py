@@ -32,7 +32,6 @@ COLORS = {
     "orange": (245, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle")
-BACKGROUND = (245, 245, 245)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, rgb):
@@ -44,10 +43,11 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: fl
         draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=rgb)
 
 
-def render_shapes(objects: list[dict], size: int = SIZE) -> np.ndarray:
-    """Draw objects {shape, color, x, y, r} (coordinates for a 64 px canvas) at `size` px."""
+def render_shapes(objects: list[dict], size: int = SIZE, background: int = 245) -> np.ndarray:
+    """Draw objects {shape, color, x, y, r} (coordinates for a 64 px canvas) at `size` px on
+    a gray background of level `background`."""
     scale = size / SIZE
-    image = Image.new("RGB", (size, size), BACKGROUND)
+    image = Image.new("RGB", (size, size), (background,) * 3)
     draw = ImageDraw.Draw(image)
     for obj in objects:
         _draw_shape(
@@ -80,13 +80,15 @@ def render_chart(values: list[int], size: int = SIZE) -> np.ndarray:
     return np.asarray(image)
 
 
-def render_word(word: str, size: int = SIZE) -> np.ndarray:
-    """A word in large black letters, centred on white."""
+def render_word(word: str, size: int = SIZE, scale: float = 0.3, dy: float = 0.0) -> np.ndarray:
+    """A word in large black letters (height `scale` of the image), centred on white and
+    shifted down by `dy` (in 64 px units)."""
     image = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=int(size * 0.3))
+    font = ImageFont.load_default(size=int(size * scale))
     left, top, right, bottom = draw.textbbox((0, 0), word, font=font)
-    x, y = (size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top
+    x = (size - (right - left)) / 2 - left
+    y = (size - (bottom - top)) / 2 - top + dy * size / SIZE
     draw.text((x, y), word, fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
@@ -94,13 +96,15 @@ def render_word(word: str, size: int = SIZE) -> np.ndarray:
 STEP = {"left": (-5, 0), "right": (5, 0), "up": (0, -5), "down": (0, 5), "still": (0, 0)}
 
 
-def render_video_frames(obj: dict, direction: str, num_frames: int, size: int = SIZE):
+def render_video_frames(
+    obj: dict, direction: str, num_frames: int, size: int = SIZE, background: int = 245
+):
     """Frames (T, H, W, 3) of one object moving 5 px per frame in `direction`."""
     dx, dy = STEP[direction]
     frames = []
     for t in range(num_frames):
         moved = {**obj, "x": obj["x"] + dx * t, "y": obj["y"] + dy * t}
-        frames.append(render_shapes([moved], size))
+        frames.append(render_shapes([moved], size, background))
     return np.stack(frames)
 
 

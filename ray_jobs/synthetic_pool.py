@@ -220,7 +220,15 @@ def _spec(seed: int, i: int) -> dict:
         "y": int(rng.integers(24, 41)),
         "r": int(rng.integers(14, 21)),
     }
-    spec = {"category": category, "color": color, "shape": shape, "obj": obj}
+    # Per-sample variation, so distinct rows rarely share a picture pixel for pixel.
+    background = int(rng.integers(205, 256))
+    spec = {
+        "category": category,
+        "color": color,
+        "shape": shape,
+        "obj": obj,
+        "background": background,
+    }
     if category == "general":
         qtype = str(rng.choice(["color", "shape", "count"], p=[0.4, 0.35, 0.25]))
         spec["objects"] = [obj]
@@ -231,9 +239,9 @@ def _spec(seed: int, i: int) -> dict:
                 {
                     "shape": str(rng.choice(sm.SHAPES)),
                     "color": str(rng.choice(list(sm.COLORS))),
-                    "x": 16 + 32 * (c % 2),
-                    "y": 16 + 32 * (c // 2),
-                    "r": 10,
+                    "x": 16 + 32 * (c % 2) + int(rng.integers(-4, 5)),
+                    "y": 16 + 32 * (c // 2) + int(rng.integers(-4, 5)),
+                    "r": int(rng.integers(8, 12)),
                 }
                 for c in cells
             ]
@@ -251,6 +259,8 @@ def _spec(seed: int, i: int) -> dict:
         )
     elif category == "ocr":
         qtype, spec["word"] = "word", str(rng.choice(WORDS))
+        spec["font_scale"] = float(rng.uniform(0.24, 0.36))
+        spec["dy"] = float(rng.uniform(-12, 12))
         spec["answer"] = spec["word"]
     else:
         qtype = "direction" if category == "temporal" else "static_color"
@@ -261,6 +271,8 @@ def _spec(seed: int, i: int) -> dict:
         obj["r"] = int(rng.integers(8, 12))
         obj["x"] = int(np.clip(32 - dx * n / 2, 12, 52))
         obj["y"] = int(np.clip(32 - dy * n / 2, 12, 52))
+        # jitter across the motion, so videos of one direction differ
+        obj["x" if dx == 0 else "y"] += int(rng.integers(-10, 11))
         spec["answer"] = spec["direction"] if qtype == "direction" else color
     spec["qtype"] = qtype
     style_draw = rng.random()
@@ -338,12 +350,14 @@ def render(spec: dict, size: int = sm.SIZE) -> np.ndarray:
     """The spec's media: (H, W, 3) for images, (T, H, W, 3) for videos."""
     category = spec["category"]
     if category == "general":
-        return sm.render_shapes(spec["objects"], size)
+        return sm.render_shapes(spec["objects"], size, spec["background"])
     if category == "chart":
         return sm.render_chart(spec["values"], size)
     if category == "ocr":
-        return sm.render_word(spec["word"], size)
-    return sm.render_video_frames(spec["obj"], spec["direction"], spec["num_frames"], size)
+        return sm.render_word(spec["word"], size, spec["font_scale"], spec["dy"])
+    return sm.render_video_frames(
+        spec["obj"], spec["direction"], spec["num_frames"], size, spec["background"]
+    )
 
 
 def _write_media(spec: dict, root: str, rel: str, copy: bool = False) -> None:

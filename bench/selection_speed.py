@@ -8,27 +8,21 @@ than seconds. Wall and CPU seconds are both printed: on a shared, overloaded mac
 process CPU time (all threads) is the steadier figure. Targets (issue 6): <= 60 s and
 <= 8 GB per method at 10M rows.
 
-    python bench/select.py --rows 10000000
+    python bench/selection_speed.py --rows 10000000
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
+import time
 
-# Run as a script, this file's folder leads sys.path and "select.py" would shadow the standard
-# library's `select` module (which subprocess imports): drop the folder first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
 METHODS = ("gdo", "uniform", "mmssr", "ost", "pism", "random", "full", "per_category", "order")
 
