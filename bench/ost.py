@@ -11,7 +11,7 @@ projection, in-process on one actor's worth of work, and prints:
 - rows/s of each form, with the proxy's plain NLL forward (`VLMRuntime.nll`) on the same rows
   as the reference in the same run.
 
-    python bench/ost.py --run /tmp/ost/run --truth /tmp/ost/pool/ground_truth.parquet
+    python -m bench.ost --run /tmp/ost/run --truth /tmp/ost/pool/ground_truth.parquet
 """
 
 from __future__ import annotations
@@ -49,13 +49,16 @@ def _timed(op: OneStepUtility, table: pa.Table, batch: int) -> tuple[np.ndarray,
     return np.concatenate(values), table.num_rows / (time.perf_counter() - started)
 
 
-def _reference_rate(op: OneStepUtility, table: pa.Table, batch: int) -> float:
-    """rows/s of decode + encode + plain NLL forward on the same rows."""
+def _reference(op: OneStepUtility, table: pa.Table, batch: int):
+    """rows/s of decode + encode + plain NLL forward on the same rows, and per row the
+    proxy's answer NLL and teacher-forced correctness (NaN / False where not encoded)."""
+    nll, correct = np.full(table.num_rows, np.nan), np.zeros(table.num_rows, dtype=bool)
     started = time.perf_counter()
     for start in range(0, table.num_rows, batch):
-        encodings, errors = op._encode(table.slice(start, batch).to_pylist())
-        op.runtime.nll([e for e in encodings if e is not None])
-    return table.num_rows / (time.perf_counter() - started)
+        encodings, _ = op._encode(table.slice(start, batch).to_pylist())
+        ok = [start + k for k, e in enumerate(encodings) if e is not None]
+        nll[ok], correct[ok] = op.runtime.nll([e for e in encodings if e is not None])
+    return table.num_rows / (time.perf_counter() - started), nll, correct
 
 
 def main() -> None:
@@ -92,7 +95,7 @@ def main() -> None:
     for name, changes in variants.items():
         op = OneStepUtility(OstConfig(**{**base.__dict__, **changes}))
         if reference is None:
-            reference = _reference_rate(op, table, args.batch)
+            reference, nll, correct = _reference(op, table, args.batch)
         results[name], rates[name] = _timed(op, table, args.batch)
         print(f"{name}: {rates[name]:.1f} rows/s ({rates[name] / reference:.2f}x NLL forward)")
     truth = pq.read_table(args.truth, columns=["id", "defect"]).to_pylist()
@@ -110,6 +113,10 @@ def main() -> None:
         "target_rows": len(op.target),
         "reference_nll_rows_per_s": round(reference, 2),
         "rows_per_s": {k: round(v, 2) for k, v in rates.items()},
+        # can the proxy tell a wrong answer at all? (teacher-forced, on the row's own answer)
+        "proxy_correct_clean": round(float(correct[ok & ~toxic].mean()), 3),
+        "proxy_nll_clean": round(float(np.nanmean(nll[ok & ~toxic])), 3),
+        "proxy_nll_wrong_answer": round(float(np.nanmean(nll[ok & toxic])), 3),
     }
     for name, values in results.items():
         if name != "exact":
