@@ -32,6 +32,7 @@ class IngestConfig:
     media_root: str | None = None  # media paths resolve here; default: the input's folder
     source: str | None = None  # source name for rows without one; default: the file stem
     check_media: bool = True  # open every media file far enough to know it decodes
+    chunk_bytes: int | None = None  # JSONL bytes per chunk (= output shard); None: by size
 
 
 def _stage_json_lists(config: IngestConfig) -> str:
@@ -88,7 +89,7 @@ def ingest(config: IngestConfig) -> dict:
     options = RecordOptions(media_root=media_root, source=source, check_media=config.check_media)
     num_cpus = int(ray.cluster_resources().get("CPU", 1))
     path = _stage_json_lists(config)
-    chunks = plan_chunks(path, _chunk_bytes(path, num_cpus))
+    chunks = plan_chunks(path, config.chunk_bytes or _chunk_bytes(path, num_cpus))
     todo = [
         c
         for c in chunks

@@ -36,6 +36,7 @@ __all__ = [
 class IngestSection:
     check_media: bool = True  # open every media file far enough to know it decodes
     source: str | None = None  # source name for rows without one (default: the file stem)
+    chunk_bytes: int | None = None  # JSONL bytes per chunk / output shard; None: by size
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,17 @@ class Recipe:
     run: str  # run directory: every stage writes here
     media_root: str | None = None  # media paths resolve here (default: the input's folder)
     num_cpus: int | None = None  # CPUs of a local Ray (ignored when joining a cluster)
+    # the stages to run, in pipeline order; default: all of them
+    stages: tuple[str, ...] = (
+        "ingest",
+        "proxy",
+        "score",
+        "dedup",
+        "cluster",
+        "select",
+        "train",
+        "report",
+    )
     ingest: IngestSection = field(default_factory=IngestSection)
     # the proxy: `base` = a local model directory; "" builds a tiny Qwen2-VL offline
     proxy: WarmupConfig = field(default_factory=lambda: WarmupConfig(base=""))

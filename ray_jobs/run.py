@@ -29,9 +29,14 @@ def plan(recipe: Recipe, from_stage: str | None = None, only: str | None = None)
     for name in (from_stage, only):
         if name is not None and name not in names:
             raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(names)}")
+    unknown = sorted(set(recipe.stages) - set(names))
+    if unknown:
+        raise SystemExit(f"recipe names unknown stage {unknown[0]!r}; stages: {', '.join(names)}")
     steps = []
     for index, name in enumerate(names):
-        if only is not None:
+        if name not in recipe.stages:
+            action = "skip (not in recipe)"
+        elif only is not None:
             action = "rerun" if name == only else "skip (not selected)"
         elif from_stage is not None and index >= names.index(from_stage):
             action = "rerun"

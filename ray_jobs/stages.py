@@ -18,15 +18,28 @@ __all__ = ["STAGES", "score_steps_for", "stage_done", "stage_outputs"]
 def _ingest(recipe: Recipe) -> dict:
     from ray_jobs.ingest import IngestConfig, ingest
 
+    section = recipe.ingest
     config = IngestConfig(
-        recipe.input, recipe.run, recipe.media_root, recipe.ingest.source, recipe.ingest.check_media
+        recipe.input,
+        recipe.run,
+        recipe.media_root,
+        section.source,
+        section.check_media,
+        section.chunk_bytes,
     )
     return ingest(config)
+
+
+def needs_proxy(recipe: Recipe) -> bool:
+    """The proxy is warmed up only when a score step uses it."""
+    return bool(recipe.score.descriptors)
 
 
 def _proxy(recipe: Recipe) -> dict:
     from ray_jobs.proxy import proxy_warmup
 
+    if not needs_proxy(recipe):
+        return {"skipped": "no model descriptor needs the proxy"}
     metrics = proxy_warmup(recipe.run, recipe.proxy)
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
 
@@ -215,7 +228,7 @@ def stage_outputs(recipe: Recipe, name: str) -> list[str]:
         return [join(run, "train", train_config(recipe, s).subset) for s in recipe.train]
     return {
         "ingest": [join(run, "pool"), join(run, "quarantine", "ingest")],
-        "proxy": [join(run, "proxy")],
+        "proxy": [join(run, "proxy")] if needs_proxy(recipe) else [],
         "score": [join(run, "scored"), join(run, "quarantine", "score")],
         "dedup": [join(run, "dedup")],
         "cluster": [join(run, "clusters")],

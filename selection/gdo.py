@@ -226,7 +226,9 @@ class _Pool:
     report: dict
 
 
-def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
+def _prepare(table: pa.Table, config: GDOConfig, scored: bool = True) -> _Pool:
+    """Everything GDO derives from the eligible rows. `scored=False` (the uniform control)
+    skips the selection score and keeps only what the budget rule and the takes need."""
     mask, report = eligible_mask(table, config.drop_duplicates)
     rows = np.flatnonzero(mask)
     # Messages stay in `table`: taking the eligible rows of that list column costs seconds.
@@ -236,20 +238,17 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
     q_tok, a_tok = token_counts(q), answers.per_row(token_counts)
     fields = pool_fields(sub, q_raw, q_tok, a_tok)
     stratum, labels = stratum_codes(fields)
-    quality, qinfo = merged_quality(sub)
-    has, vds3, zq = metric_terms(sub, quality, config.score.zscore_cap)
     is_video = fields.is_video()
-    terms = {
-        "text_quality": text_quality(q_tok, a_tok, answers.per_row(distinct_token_counts)),
-        "difficulty": difficulty_score(q_tok, a_tok),
-        "alignment": alignment_score([fields.codes[f] for f in fields.codes if f != "modality"]),
-        "temporal_bonus": temporal_bonus(fields.codes["temporal"]),
-        "source_prior": source_prior(column_codes(string_column(sub, "source", "unknown"))[0]),
-    }
-    score, _ = selection_score(terms, is_video, has, vds3, zq, config.score)
+    if scored:
+        quality, qinfo = merged_quality(sub)
+        report.update(quality=qinfo)
+    else:
+        quality = np.zeros(len(rows))
+    has, vds3, zq = metric_terms(sub, quality, config.score.zscore_cap)
+    score = _score(sub, fields, answers, q_tok, a_tok, (has, vds3, zq), config) if scored else vds3
     video_ids = sub.column("video_id").combine_chunks() if "video_id" in sub.column_names else None
     video = _video_codes(video_ids, is_video)
-    report.update(quality=qinfo, temporal_from=fields.temporal_source, strata=len(labels))
+    report.update(temporal_from=fields.temporal_source, strata=len(labels))
     return _Pool(
         rows=rows,
         text=text_codes(q, answers),
@@ -265,6 +264,20 @@ def _prepare(table: pa.Table, config: GDOConfig) -> _Pool:
         has_metrics=has,
         report=report,
     )
+
+
+def _score(sub, fields, answers, q_tok, a_tok, metrics, config: GDOConfig) -> np.ndarray:
+    """GDO's selection score from the text heuristics, profile terms and metric terms."""
+    terms = {
+        "text_quality": text_quality(q_tok, a_tok, answers.per_row(distinct_token_counts)),
+        "difficulty": difficulty_score(q_tok, a_tok),
+        "alignment": alignment_score([fields.codes[f] for f in fields.codes if f != "modality"]),
+        "temporal_bonus": temporal_bonus(fields.codes["temporal"]),
+        "source_prior": source_prior(column_codes(string_column(sub, "source", "unknown"))[0]),
+    }
+    has, vds3, zq = metrics
+    score, _ = selection_score(terms, fields.is_video(), has, vds3, zq, config.score)
+    return score
 
 
 def _video_codes(video_ids: pa.Array | None, is_video: np.ndarray) -> np.ndarray:
@@ -414,7 +427,7 @@ def uniform_select(
     """GDO's uniform control (x multiplier, 10 is Uni-10x): a seeded shuffle taken in order with
     one row per q|||a and at most max_qa_per_video per video; text duplicates then fill if short."""
     preset = replace(config.preset, budget=config.budget, drop_duplicates=config.drop_duplicates)
-    pool = _prepare(table, preset)
+    pool = _prepare(table, preset, scored=False)
     base, budget_info = _budget(pool, preset)
     target = min(len(pool.rows), max(1, int(math.ceil(base * config.multiplier))))
     order = np.random.default_rng(seed).permutation(len(pool.rows))

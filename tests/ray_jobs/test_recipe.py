@@ -49,7 +49,27 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 def test_plan_skips_complete_stages_and_honours_from_and_only(tmp_path):
     recipe = load_recipe(_write(tmp_path, {"name": "r", "input": "p.jsonl", "run": "run"}))
-    assert [a for _, a in plan(recipe)] == ["run"] * len(plan(recipe))
+    actions = dict(plan(recipe))
+    # No subsets or trainings: those stages have nothing to do.
+    assert actions == {
+        "ingest": "run",
+        "proxy": "run",
+        "score": "run",
+        "dedup": "run",
+        "cluster": "run",
+        "select": "skip (complete)",
+        "train": "skip (complete)",
+        "report": "run",
+    }
+    assert actions["ingest"] == "run" and actions["report"] == "run"
+    limited = load_recipe(
+        _write(
+            tmp_path,
+            {"name": "r", "input": "p.jsonl", "run": "run", "stages": ["ingest", "report"]},
+            "limited.yaml",
+        )
+    )
+    assert dict(plan(limited))["score"] == "skip (not in recipe)"
     from ray_jobs.rundir import mark_complete
 
     mark_complete(str(tmp_path / "run" / "pool"), {})
