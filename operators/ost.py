@@ -353,7 +353,8 @@ class OneStepUtility:
             theta = self.theta[name]
             size = theta.numel()
             step = flat[start : start + size].reshape(theta.shape).to(self.grad_dtype)
-            out[name] = theta.to(self.grad_dtype) - self.config.eta * step
+            moved = theta.to(self.grad_dtype) - self.config.eta * step
+            out[name] = moved if self.head_path else moved.to(theta.dtype)  # model's dtype
             start += size
         return out
 
