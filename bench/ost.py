@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--projection-dim", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--target-ids", default=None, help="file of target ids (default: sample)")
+    parser.add_argument("--params", default="lm_head", help="comma-separated name prefixes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -84,6 +86,8 @@ def main() -> None:
         pool,
         eta=args.eta,
         target_size=args.target_size,
+        target_ids=args.target_ids,
+        params=tuple(args.params.split(",")),
         exclude_ids=os.path.join(args.run, "proxy", "train_ids.txt"),
     )
     variants = {
