@@ -52,6 +52,11 @@ class ScoreSection:
     text_model: str | None = None  # sentence model directory; None: the bundled MiniLM
     styles: bool = True  # rule-based mmSSR interaction styles
     capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
+    ost: str = "first_order"  # OST one-step utility: "first_order", "exact" or "none"
+    ost_eta: float = 1e-3  # OST step size η
+    ost_target_size: int = 64  # OST target set V: stratified sample of the pool (by category)
+    ost_target_ids: str | None = None  # or: a file of target ids, one per line
+    ost_params: tuple[str, ...] = ("lm_head",)  # parameter-name prefixes the step moves
     model_batch_size: int = 16  # rows per model-descriptor batch
     actors: tuple[int, ...] = (1, 2)  # (min, max) actors per model step
     num_gpus: float = 0.0  # GPUs per model actor (0 on CPU machines)

@@ -45,7 +45,8 @@ def _proxy(recipe: Recipe) -> dict:
 
 
 def score_steps_for(recipe: Recipe) -> list:
-    """The score stage's steps: CPU descriptors, model descriptors, embeddings, styles, caps."""
+    """The score stage's steps: CPU descriptors, model descriptors, OST utility, embeddings,
+    styles, capabilities."""
     from operators.capabilities import (
         EmbeddingCapabilityScorer,
         EmbeddingScorerConfig,
@@ -80,6 +81,8 @@ def score_steps_for(recipe: Recipe) -> list:
                 num_gpus=section.num_gpus,
             )
         )
+    if section.ost != "none":
+        steps.append(_ost_step(recipe, actors))
     if section.text_embedding:
         config = TextEmbedConfig(model_path=section.text_model)
         steps.append(
@@ -115,6 +118,33 @@ def score_steps_for(recipe: Recipe) -> list:
             )
         )
     return steps
+
+
+def _ost_step(recipe: Recipe, actors: tuple[int, int]):
+    """OST utility on the warmed proxy; V is fixed from RUN/pool (held out from the warm-up)."""
+    from operators.ost import OneStepUtility, OstConfig
+    from operators.vlm_runtime import RuntimeConfig
+    from ray_jobs.score import ScoreStep
+
+    section = recipe.score
+    config = OstConfig(
+        RuntimeConfig(model=os.path.join(recipe.run, "proxy"), max_rows=section.model_batch_size),
+        pool=os.path.join(recipe.run, "pool"),
+        form=section.ost,
+        eta=section.ost_eta,
+        params=section.ost_params,
+        target_ids=section.ost_target_ids,
+        target_size=section.ost_target_size,
+        exclude_ids=os.path.join(recipe.run, "proxy", "train_ids.txt"),
+    )
+    return ScoreStep(
+        "ost_utility",
+        OneStepUtility,
+        fn_constructor_kwargs={"config": config},
+        batch_size=section.model_batch_size,
+        actors=actors,
+        num_gpus=section.num_gpus,
+    )
 
 
 def _score(recipe: Recipe) -> dict:
