@@ -32,7 +32,7 @@ def _ingest(recipe: Recipe) -> dict:
 
 def needs_proxy(recipe: Recipe) -> bool:
     """The proxy is warmed up only when a score step uses it."""
-    return bool(recipe.score.descriptors)
+    return bool(recipe.score.descriptors) or recipe.score.ost != "none"
 
 
 def _proxy(recipe: Recipe) -> dict:

@@ -22,6 +22,7 @@ CHEAP_SCORE = {
     "descriptors": [],
     "text_embedding": False,
     "capabilities": "none",
+    "ost": "none",
     "shards_per_group": 1,
 }
 
