@@ -10,9 +10,12 @@ holding the training metrics; a rerun with the marker present does nothing. The
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import time
 from dataclasses import asdict, replace
+
+import pyarrow as pa
 
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts
 from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
@@ -21,12 +24,27 @@ from training.warmup import WarmupConfig, warm_up
 __all__ = ["main", "proxy_warmup", "slice_pool"]
 
 
+def _slice_key(batch: pa.Table, seed: int) -> pa.Table:
+    """A uniform key in [0, 1) per row from SHA1(seed:id): the same rows on every run."""
+    keys = [
+        int(hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:12], 16) / 16**12
+        for i in batch.column("id").to_pylist()
+    ]
+    return batch.append_column("_slice_key", pa.array(keys, pa.float64()))
+
+
 def slice_pool(run: str, config: WarmupConfig, seed: int):
-    """A random slice of the pool: `fraction` of the rows, at most `max_rows` (Ray Dataset)."""
+    """A random slice of the pool: `fraction` of the rows, at most `max_rows` (Ray Dataset).
+
+    Rows are chosen by a hash of (seed, id), not by Ray's block-dependent sampling, so the
+    same pool and seed give the same slice (and the same held-out `train_ids.txt`)."""
     import ray
 
     ds = ray.data.read_parquet(os.path.join(run, "pool"), file_extensions=["parquet"])
-    return ds.random_sample(config.fraction, seed=seed).limit(config.max_rows).materialize()
+    ds = ds.map_batches(_slice_key, fn_kwargs={"seed": seed}, batch_format="pyarrow")
+    ds = ds.filter(expr=f"_slice_key < {float(config.fraction)!r}")
+    ds = ds.sort("_slice_key").limit(config.max_rows)
+    return ds.drop_columns(["_slice_key"]).materialize()
 
 
 def proxy_warmup(run: str, config: WarmupConfig | None = None) -> dict:
