@@ -189,9 +189,9 @@ def _subset_section(run: str, pool_categories: dict) -> str:
             [
                 name,
                 manifest.get("method", "?"),
-                manifest.get("preset", ""),
-                manifest.get("selected", total),
-                manifest.get("order", ""),
+                manifest.get("preset") or "",
+                manifest.get("selected", {}).get("rows", total),
+                (manifest.get("order") or {}).get("order", ""),
                 shares,
             ]
         )
@@ -201,7 +201,14 @@ def _subset_section(run: str, pool_categories: dict) -> str:
     return _table_html(["subset", "method", "preset", "rows", "order", "category shares"], rows)
 
 
+def _read_metrics(path: str) -> list[dict]:
+    with open(path) as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    return [r for r in records if "accuracy_mean" in r]
+
+
 def _curves_section(run: str) -> tuple[str, list]:
+    """Mean held-out accuracy against samples seen per run; final figures per category."""
     root = os.path.join(run, "train")
     if not os.path.isdir(root):
         return "<p>No training run.</p>", []
@@ -210,22 +217,42 @@ def _curves_section(run: str) -> tuple[str, list]:
     finals = []
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name, "metrics.jsonl")
-        if not os.path.exists(path):
-            continue
-        with open(path) as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
-        evals = [r for r in records if "accuracy" in r]
+        evals = _read_metrics(path) if os.path.exists(path) else []
         if not evals:
             continue
         seen = [r["samples_seen"] for r in evals]
-        accuracy = [r["accuracy"] for r in evals]
-        style = {"color": "black", "linestyle": "--"} if name == "full" else {}
-        ax.plot(seen, accuracy, marker="o", label=name, **style)
-        finals.append([name, seen[-1], accuracy[-1], evals[-1].get("wall_time", "")])
+        style = {"color": "black", "linestyle": "--"} if name == "full" else {"marker": "o"}
+        ax.plot(seen, [r["accuracy_mean"] for r in evals], label=name, **style)
+        finals.append((name, evals[-1]))
     ax.set_xlabel("samples seen")
-    ax.set_ylabel("held-out accuracy")
+    ax.set_ylabel("held-out accuracy (mean over categories)")
     ax.legend(fontsize=8)
     return _figure_html(fig, "Accuracy against samples seen (full pool dashed)"), finals
+
+
+def _final_table(finals: list) -> str:
+    """Final accuracy per category, the mean, and mmSSR's % of full."""
+    if not finals:
+        return "<p>No final figures yet.</p>"
+    categories = sorted({c for _, r in finals for c in (r.get("accuracy") or {})})
+    full = dict(finals).get("full")
+    rows = []
+    for name, record in finals:
+        mean = record["accuracy_mean"]
+        share = f"{mean / full['accuracy_mean']:.0%}" if full and full["accuracy_mean"] else ""
+        per_category = [record.get("accuracy", {}).get(c, "") for c in categories]
+        rows.append(
+            [
+                name,
+                record["samples_seen"],
+                *per_category,
+                mean,
+                share,
+                round(record.get("wall_s", 0.0), 1),
+            ]
+        )
+    header = ["run", "samples seen", *categories, "mean", "% of full", "wall s"]
+    return _table_html(header, rows)
 
 
 def build_report(run: str) -> str:
@@ -236,11 +263,7 @@ def build_report(run: str) -> str:
         for item in pool.column("category").fill_null("(none)").value_counts().to_pylist():
             pool_categories[item["values"]] = item["counts"]
     curves, finals = _curves_section(run)
-    final_table = (
-        _table_html(["run", "samples seen", "final accuracy", "wall time (s)"], finals)
-        if finals
-        else "<p>No final figures yet.</p>"
-    )
+    final_table = _final_table(finals)
     sections = [
         ("Pool", _pool_section(run)),
         ("Descriptors", _descriptor_section(run)),
