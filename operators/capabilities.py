@@ -41,6 +41,7 @@ from operators.batches import (
     set_column,
 )
 from operators.capability_texts import CAPABILITIES, CAPABILITY_TEXTS
+from operators.schema import capability_column
 from operators.styles import conversation_prompt
 
 __all__ = [
@@ -64,12 +65,6 @@ CAPABILITY_QUERY = (
     "On a scale of 0 to 5, how do you rate the helpfulness of the VQA instance in training "
     "a Multimodal Large Language Model for {capability}?"
 )
-
-
-def capability_column(name: str) -> str:
-    """'object spatial understanding' -> 'cap_object_spatial_understanding'."""
-    key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    return "cap_" + key.removeprefix("cap_")
 
 
 CAPABILITY_COLUMNS = tuple(capability_column(c) for c in CAPABILITIES)

@@ -7,24 +7,10 @@ are written for this project: short, in the question/answer form samples have.
 
 from __future__ import annotations
 
+from operators.schema import CAPABILITIES
+
 __all__ = ["CAPABILITIES", "CAPABILITY_TEXTS"]
 
-CAPABILITIES = (
-    "object spatial understanding",
-    "attribute identification",
-    "logical deduction",
-    "scene understanding",
-    "fine-grained recognition",
-    "language generation",
-    "in-context learning",
-    "comparative analysis",
-    "activity recognition",
-    "causal reasoning",
-    "humanities",
-    "stem knowledge",
-    "data understanding",
-    "OCR",
-)
 
 # capability -> (description, example question/answer texts)
 CAPABILITY_TEXTS = {

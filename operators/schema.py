@@ -7,9 +7,14 @@ stage, the reason and the raw input, so `input = kept + quarantined` holds at ev
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 __all__ = [
+    "CAPABILITIES",
+    "STYLES",
+    "capability_column",
     "MEDIA_TYPES",
     "MESSAGE_TYPE",
     "QUARANTINE_SCHEMA",
@@ -23,6 +28,43 @@ __all__ = [
 
 MEDIA_TYPES = ("image", "video", "text")
 ROLES = ("system", "user", "assistant")
+
+# mmSSR's 14 capabilities (columns cap_<snake_case name>, 0-5) and 9 interaction styles
+# (column `styles`, a list of these names): part of the contract between scorers and selection.
+CAPABILITIES = (
+    "object spatial understanding",
+    "attribute identification",
+    "logical deduction",
+    "scene understanding",
+    "fine-grained recognition",
+    "language generation",
+    "in-context learning",
+    "comparative analysis",
+    "activity recognition",
+    "causal reasoning",
+    "humanities",
+    "stem knowledge",
+    "data understanding",
+    "OCR",
+)
+STYLES = (
+    "multi-choice",
+    "coordinate",
+    "yes/no",
+    "word/short phrase",
+    "short description",
+    "detailed description",
+    "comparison",
+    "chain-of-thought",
+    "specified style",
+)
+
+
+def capability_column(name: str) -> str:
+    """'object spatial understanding' -> 'cap_object_spatial_understanding'."""
+    key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return "cap_" + key.removeprefix("cap_")
+
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 

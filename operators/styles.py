@@ -32,6 +32,7 @@ from operators.batches import (
     question_answer,
     set_column,
 )
+from operators.schema import STYLES
 
 __all__ = [
     "ANSWER_FORMATS",
@@ -48,17 +49,6 @@ __all__ = [
     "style_rules",
 ]
 
-STYLES = (
-    "multi-choice",
-    "coordinate",
-    "yes/no",
-    "word/short phrase",
-    "short description",
-    "detailed description",
-    "comparison",
-    "chain-of-thought",
-    "specified style",
-)
 ANSWER_FORMATS = STYLES[:6]  # exactly one per row (the rule styler's primary label)
 
 # The synthetic pool's answer formats on mmSSR's names: a number is a one-word answer.

@@ -13,37 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.schema import MESSAGE_TYPE
+from operators import schema
+from operators.schema import MESSAGE_TYPE, STYLES, capability_column
 
 __all__ = ["CAPABILITIES", "STYLES", "descriptor_table"]
 
-CAPABILITIES = (
-    "object_spatial_understanding",
-    "attribute_identification",
-    "logical_deduction",
-    "scene_understanding",
-    "fine_grained_recognition",
-    "language_generation",
-    "in_context_learning",
-    "comparative_analysis",
-    "activity_recognition",
-    "causal_reasoning",
-    "humanities",
-    "stem_knowledge",
-    "data_understanding",
-    "ocr",
-)
-STYLES = (
-    "multi-choice",
-    "coordinate",
-    "yes/no",
-    "word/short phrase",
-    "short description",
-    "detailed description",
-    "comparison",
-    "chain-of-thought",
-    "specified style",
-)
+# cap_ column suffixes: mmSSR's capability names in snake case
+CAPABILITIES = tuple(capability_column(c).removeprefix("cap_") for c in schema.CAPABILITIES)
 SOURCES = (
     "llava_ov_chartqa(cauldron)",
     "llava_ov_docvqa",

@@ -32,6 +32,7 @@ from operators.vlm_inputs import PLACEHOLDER, InputsConfig, decode_media, split_
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 from training.evaluate import append_metrics, encode_rows, evaluate, truncate_metrics
 from training.rewards import REWARDS
+from training.session import fit_torch_trainer
 
 __all__ = ["GrpoConfig", "LoadedRuntime", "grpo_dataset", "run_grpo", "train_loop_per_worker"]
 
@@ -324,19 +325,8 @@ def _save_final(trainer, processor, config: GrpoConfig) -> None:
 
 def run_grpo(config: GrpoConfig, num_workers: int = 2, use_gpu: bool = False, name="grpo"):
     """Run GRPO with `TorchTrainer`; a rerun with the same `out` resumes. Returns the Result."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     if config.use_vllm and not use_gpu:
         raise ValueError("use_vllm needs GPU workers (use_gpu=True)")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=asdict(config),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(
-            name=name,
-            storage_path=os.path.abspath(os.path.join(config.out, "ray")),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+    return fit_torch_trainer(
+        train_loop_per_worker, asdict(config), config.out, name, num_workers, use_gpu
     )
-    return trainer.fit()

@@ -14,7 +14,28 @@ import os
 import shutil
 from contextlib import contextmanager
 
-__all__ = ["LocalSession", "RaySession", "current_session"]
+__all__ = ["LocalSession", "RaySession", "current_session", "fit_torch_trainer"]
+
+
+def fit_torch_trainer(
+    loop, loop_config: dict, out: str, name: str, num_workers: int, use_gpu: bool
+):
+    """Run `loop` on `num_workers` Ray Train workers with checkpoints under OUT/ray/NAME; a
+    rerun with the same `out` resumes from the latest checkpoint. Returns the `Result`."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name=name,
+            storage_path=os.path.abspath(os.path.join(out, "ray")),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    return trainer.fit()
 
 
 class RaySession:

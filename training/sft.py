@@ -43,7 +43,7 @@ from training.evaluate import (
     evaluate,
     truncate_metrics,
 )
-from training.session import current_session
+from training.session import current_session, fit_torch_trainer
 
 __all__ = ["SftConfig", "per_sample_nll", "run_sft", "train_loop_per_worker"]
 
@@ -360,19 +360,8 @@ def _save_final(model, runtime, config: SftConfig) -> None:
 def run_sft(config: SftConfig, num_workers: int = 2, use_gpu: bool = False, name: str = "sft"):
     """Run SFT with `TorchTrainer` (gloo on CPU, NCCL on GPU); a rerun with the same `out`
     resumes from the latest checkpoint. Returns the Ray Train `Result`."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     if config.batch_size % num_workers:
         raise ValueError(f"batch_size {config.batch_size} is not a multiple of {num_workers}")
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=asdict(config),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(
-            name=name,
-            storage_path=os.path.abspath(os.path.join(config.out, "ray")),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+    return fit_torch_trainer(
+        train_loop_per_worker, asdict(config), config.out, name, num_workers, use_gpu
     )
-    return trainer.fit()
