@@ -59,4 +59,7 @@ def test_two_workers_keep_order_resume_and_match_one_process(
     local = dataclasses.replace(config, out=str(tmp_path / "local"), stop_after_steps=0)
     train_loop_per_worker(dataclasses.asdict(local))
     a, b = _weights(tmp_path / "ray" / "model"), _weights(tmp_path / "local" / "model")
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # Reduction order differs (all-reduce of two halves vs one batch): float noise ~2e-5.
+    # A wrong order or a missed sample moves weights by ~lr = 3e-3 per Adam step.
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-4, worst
