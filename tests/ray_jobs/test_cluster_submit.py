@@ -10,6 +10,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -74,24 +75,25 @@ def test_ray_job_submit_runs_the_recipe(tmp_path):
             capture_output=True,
             timeout=180,
         )
-        submitted = subprocess.run(
-            [
-                ray,
-                "job",
-                "submit",
-                f"--address=http://127.0.0.1:{dashboard}",
-                f"--working-dir={REPO}",
-                "--",
-                "python",
-                "-m",
-                "ray_jobs.run",
-                str(recipe),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
+        command = [
+            ray,
+            "job",
+            "submit",
+            f"--address=http://127.0.0.1:{dashboard}",
+            f"--working-dir={REPO}",
+            "--",
+            "python",
+            "-m",
+            "ray_jobs.run",
+            str(recipe),
+        ]
+        for _ in range(30):  # the dashboard's job agent comes up a few seconds after `ray start`
+            submitted = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=1200
+            )
+            if "No available agent" not in submitted.stdout + submitted.stderr:
+                break
+            time.sleep(2)
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         assert "succeeded" in submitted.stdout + submitted.stderr
     finally:
