@@ -8,7 +8,6 @@ import dataclasses
 import json
 
 import pyarrow.parquet as pq
-import torch
 
 from training.data import ordered_rows
 from training.sft import SftConfig, run_sft, train_loop_per_worker
