@@ -146,9 +146,10 @@ def test_batched_encoding_equals_row_by_row_for_llava(tmp_path, rows):
     processor = AutoProcessor.from_pretrained(build_tiny_llava(str(tmp_path / "llava")))
     picked = [r for r in rows if r["media_type"] == "image"][:2]
     picked += [r for r in rows if r["media_type"] == "video"][:1]
+    assert [r["media_type"] for r in picked] == ["image", "image", "video"]
     config = InputsConfig(num_frames=4)
     media = [decode_media(r, 4) for r in picked]
     for row, m, enc in zip(
         picked, media, encode_rows(processor, picked, media, config), strict=True
     ):
-        _same(enc, encode_row(processor, row, m, config))
+        _same(enc, encode_row(processor, row, m, config))  # asserts ids, labels, media equal
