@@ -69,6 +69,12 @@ def test_ray_job_submit_runs_the_recipe(tmp_path):
                 f"--dashboard-port={dashboard}",
                 f"--temp-dir={temp_dir}",
                 "--disable-usage-stats",
+                # Own agent ports: the test session's Ray already holds the defaults, and a
+                # dashboard agent that cannot bind leaves "No available agent to submit job".
+                f"--dashboard-agent-listen-port={_free_port()}",
+                f"--dashboard-agent-grpc-port={_free_port()}",
+                f"--runtime-env-agent-port={_free_port()}",
+                f"--metrics-export-port={_free_port()}",
             ],
             env=env,
             check=True,
