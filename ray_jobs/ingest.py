@@ -12,15 +12,12 @@ import argparse
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
-
-import pyarrow.parquet as pq
 
 from operators.readers import Chunk, input_files, json_array_to_jsonl, plan_chunks, read_chunk
 from operators.records import RecordOptions
 from operators.writers import write_parquet_atomic
-from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["IngestConfig", "ingest", "main"]
 
@@ -105,24 +102,9 @@ def ingest(config: IngestConfig) -> dict:
 
 def _finish(run: str, chunks: list[Chunk]) -> dict:
     """Sum the per-shard counts from the written files and mark the stage complete."""
-    kept = quarantined = 0
-    reasons: Counter = Counter()
-    for chunk in chunks:
-        name = f"part-{chunk.index:05d}.parquet"
-        kept += pq.ParquetFile(os.path.join(run, "pool", name)).metadata.num_rows
-        bad = pq.read_table(os.path.join(run, "quarantine", "ingest", name), columns=["reason"])
-        quarantined += bad.num_rows
-        reasons.update(bad.column("reason").to_pylist())
-    counts = {
-        "input": kept + quarantined,
-        "kept": kept,
-        "quarantined": quarantined,
-        "reasons": dict(sorted(reasons.items())),
-        "shards": len(chunks),
-    }
-    mark_complete(os.path.join(run, "quarantine", "ingest"), counts)
-    mark_complete(os.path.join(run, "pool"), counts)
-    return counts
+    names = [f"part-{chunk.index:05d}.parquet" for chunk in chunks]
+    pool, quarantine = os.path.join(run, "pool"), os.path.join(run, "quarantine", "ingest")
+    return finish_sharded_stage(pool, quarantine, names)
 
 
 def main(argv: list[str] | None = None) -> int:

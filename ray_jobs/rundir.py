@@ -9,8 +9,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 
-__all__ = ["ensure_ray", "is_complete", "mark_complete", "read_counts", "stage_line"]
+__all__ = [
+    "ensure_ray",
+    "finish_sharded_stage",
+    "is_complete",
+    "mark_complete",
+    "read_counts",
+    "stage_line",
+]
 
 MARKER = "_SUCCESS"
 
@@ -22,6 +30,30 @@ def mark_complete(directory: str, counts: dict) -> None:
     with open(tmp, "w") as handle:
         json.dump(counts, handle, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(directory, MARKER))
+
+
+def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
+    """Count a sharded stage's outputs from the written files (shard NAME in both folders),
+    mark both folders complete and return {input, kept, quarantined, reasons, shards}."""
+    import pyarrow.parquet as pq
+
+    kept = quarantined = 0
+    reasons: Counter = Counter()
+    for name in names:
+        kept += pq.ParquetFile(os.path.join(kept_dir, name)).metadata.num_rows
+        bad = pq.read_table(os.path.join(quarantine_dir, name), columns=["reason"])
+        quarantined += bad.num_rows
+        reasons.update(bad.column("reason").to_pylist())
+    counts = {
+        "input": kept + quarantined,
+        "kept": kept,
+        "quarantined": quarantined,
+        "reasons": dict(sorted(reasons.items())),
+        "shards": len(names),
+    }
+    mark_complete(quarantine_dir, counts)
+    mark_complete(kept_dir, counts)
+    return counts
 
 
 def is_complete(directory: str) -> bool:

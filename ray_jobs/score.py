@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 from operators.motion import MotionConfig, describe_media
 from operators.schema import QUARANTINE_SCHEMA
 from operators.writers import write_parquet_atomic
-from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
+from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["ScoreConfig", "ScoreStep", "main", "score", "score_steps"]
 
@@ -162,23 +161,8 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
 
 
 def _finish(run: str, names: list[str]) -> dict:
-    scored = quarantined = 0
-    reasons: Counter = Counter()
-    for name in names:
-        scored += pq.ParquetFile(os.path.join(run, "scored", name)).metadata.num_rows
-        bad = pq.read_table(os.path.join(run, "quarantine", STAGE, name), columns=["reason"])
-        quarantined += bad.num_rows
-        reasons.update(bad.column("reason").to_pylist())
-    counts = {
-        "input": scored + quarantined,
-        "kept": scored,
-        "quarantined": quarantined,
-        "reasons": dict(sorted(reasons.items())),
-        "shards": len(names),
-    }
-    mark_complete(os.path.join(run, "quarantine", STAGE), counts)
-    mark_complete(os.path.join(run, "scored"), counts)
-    return counts
+    scored, quarantine = os.path.join(run, "scored"), os.path.join(run, "quarantine", STAGE)
+    return finish_sharded_stage(scored, quarantine, names)
 
 
 def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
