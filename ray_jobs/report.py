@@ -255,6 +255,26 @@ def _final_table(finals: list) -> str:
     return _table_html(header, rows)
 
 
+def _quality_section(run: str) -> str:
+    """The selection-quality benchmark's table, verdicts and plots (RUN/quality/, written
+    by `mmcurate bench quality`), when present."""
+    folder = os.path.join(run, "quality")
+    if not os.path.exists(os.path.join(folder, "results.json")):
+        return ""
+    with open(os.path.join(folder, "results.json")) as handle:
+        results = json.load(handle)
+    lines = [line for line in results["table"].splitlines() if not line.startswith("|---")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    parts = [_table_html(cells[0], cells[1:])]
+    parts.append("<ul>" + "".join(f"<li>{html.escape(v[2:])}</li>" for v in results["verdicts"]))
+    parts.append("</ul>")
+    for name in ("accuracy.png", "curves.png"):
+        with open(os.path.join(folder, name), "rb") as handle:
+            data = base64.b64encode(handle.read()).decode()
+        parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}"></figure>')
+    return "".join(parts)
+
+
 def build_report(run: str) -> str:
     """Write `RUN/report.html`; returns its path."""
     pool = _read(run, "pool", ["category"])
@@ -272,6 +292,9 @@ def build_report(run: str) -> str:
         ("Training", curves),
         ("Final figures", final_table),
     ]
+    quality = _quality_section(run)
+    if quality:
+        sections.append(("Selection-quality benchmark", quality))
     body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>mmcurate report</title>"

@@ -77,6 +77,8 @@ def _read_rows(folder: str, ids: pa.Array) -> pa.Table:
     dataset = ds.dataset(folder, format="parquet")
     names = set(dataset.schema.names)
     columns = [n for n in ROW_SCHEMA.names if n in names] + [c for c in CARRIED if c in names]
+    if isinstance(ids, pa.ChunkedArray):  # no chunks (an empty subset) would bind as null
+        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
     return dataset.to_table(columns=columns, filter=pc.field("id").isin(ids))
 
 
