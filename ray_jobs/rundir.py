@@ -72,7 +72,12 @@ def stage_line(stage: str, counts: dict, started: float) -> str:
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster named by RAY_ADDRESS, or start a local Ray without a dashboard."""
+    """Join the cluster named by RAY_ADDRESS, or start a local Ray without a dashboard.
+
+    Without RAY_ADDRESS the job always starts its own Ray (`address="local"`): it never joins
+    whatever cluster `/tmp/ray/ray_current_cluster` names (another user's, or one left by a
+    killed run), so a restarted job does not depend on what a crash left behind.
+    """
     import ray
 
     if ray.is_initialized():
@@ -80,4 +85,4 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)

@@ -12,16 +12,18 @@ One GRPO step, as TRL runs it: rollout (G completions per prompt at temperature 
 plus beta x KL to the reference model). Defaults follow the PISM / CMAB GRPO scripts: 8
 generations, temperature 1.0, beta 0.001.
 
-The job wraps the trainer with `prepare_trainer` and `RayTrainReportCallback` (its saves
-become Ray Train checkpoints; a restarted run resumes from `ray.train.get_checkpoint()`). A
+The job wraps the trainer with `prepare_trainer` and training/hf_checkpoints.py's report
+callback (each save becomes one whole Ray Train checkpoint); a restarted run (killed or not)
+resumes from `ray.train.get_checkpoint()`: TRL's global step, optimizer and RNG states, and
+the subset's order continue, and log lines written after the checkpoint are dropped. A
 callback on rank 0 evaluates held-out rows every `eval_every` prompts and appends them, with
-TRL's logged mean reward, to `OUT/metrics.jsonl`. The final model goes to `OUT/model/`.
+TRL's logged mean reward, to `OUT/metrics.jsonl`; `record_ids` logs each step's prompt ids
+per rank to `OUT/steps/rank-R.jsonl`. The final model goes to `OUT/model/`.
 vLLM generation is a switch for GPU workers only; it is not exercised by the tests (no GPU).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 from operators.vlm_inputs import PLACEHOLDER, InputsConfig, decode_media, split_turns
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 from training.evaluate import append_metrics, encode_rows, evaluate, truncate_metrics
+from training.hf_checkpoints import latest_checkpoint, report_callback, resumed_step
 from training.rewards import REWARDS
 from training.session import fit_torch_trainer
 
@@ -57,6 +60,7 @@ class GrpoConfig:
     lora_rank: int = 0  # > 0: LoRA adapters (peft)
     eval_every: int = 64  # prompts seen between held-out evaluations
     save_steps: int = 50  # optimizer steps between checkpoints
+    record_ids: bool = False  # write the prompt ids of each step to OUT/steps/rank-R.jsonl
     use_vllm: bool = False  # vLLM rollouts (GPU only; colocated with training)
     num_frames: int = 8  # video frames, given to the model as images
     seed: int = 0
@@ -230,19 +234,39 @@ def _peft_config(config: GrpoConfig):
     )
 
 
-def _latest_checkpoint(in_ray: bool):
-    """(HF checkpoint folder to resume from or None, context to keep it alive)."""
-    if not in_ray:
-        return None
-    import ray.train
+def _trainer_class(config: GrpoConfig):
+    """`GRPOTrainer`, or with `record_ids` a subclass that logs each step's prompt ids."""
+    from trl import GRPOTrainer
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    from ray.train.huggingface.transformers import RayTrainReportCallback
+    if not config.record_ids:
+        return GRPOTrainer
+    path = os.path.join(config.out, "steps", f"rank-{_rank()}.jsonl")
 
-    folder = checkpoint.to_directory()
-    return os.path.join(folder, RayTrainReportCallback.CHECKPOINT_NAME)
+    class RecordingGRPOTrainer(GRPOTrainer):
+        """Appends {step, ids} of every generation batch this rank samples (each prompt
+        once, in sampler order; step = optimizer steps completed before it)."""
+
+        def _generate_and_score_completions(self, inputs):
+            ids = list(dict.fromkeys(x["id"] for x in inputs))
+            append_metrics(path, {"step": self.state.global_step, "ids": ids})
+            return super()._generate_and_score_completions(inputs)
+
+    return RecordingGRPOTrainer
+
+
+def _on_resume(config: GrpoConfig, resume: str | None, world: int) -> None:
+    """Drop log lines written after the checkpoint (this run rewrites them) and, on rank 0,
+    log where the run picked up. Without a checkpoint the logs start empty."""
+    step = resumed_step(resume)
+    truncate_metrics(os.path.join(config.out, "steps", f"rank-{_rank()}.jsonl"), step - 1)
+    if _rank() != 0:
+        return
+    metrics = os.path.join(config.out, "metrics.jsonl")
+    truncate_metrics(metrics, step)
+    if resume is not None:
+        seen = step * config.prompts_per_step * world
+        append_metrics(metrics, {"event": "resume", "step": step, "samples_seen": seen})
+        print(f"[mmcurate] grpo resumed from the checkpoint of step {step}", flush=True)
 
 
 def train_loop_per_worker(config: dict) -> dict:
@@ -250,7 +274,6 @@ def train_loop_per_worker(config: dict) -> dict:
     directly. Returns the final train metrics."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import GRPOTrainer
 
     cfg = GrpoConfig(**{**config, "rewards": tuple(config.get("rewards", ("accuracy",)))})
     torch.manual_seed(cfg.seed)
@@ -265,10 +288,9 @@ def train_loop_per_worker(config: dict) -> dict:
         cfg.model, local_files_only=True, dtype=torch.float32 if use_cpu else torch.bfloat16
     )
     dataset, skipped = grpo_dataset(pq.read_table(cfg.rows).to_pylist(), cfg.num_frames)
-    resume = _latest_checkpoint(in_ray)
-    if _rank() == 0:
-        truncate_metrics(os.path.join(cfg.out, "metrics.jsonl"), _resumed_step(resume))
-    trainer = GRPOTrainer(
+    resume = latest_checkpoint(in_ray)
+    _on_resume(cfg, resume, world)
+    trainer = _trainer_class(cfg)(
         model=model,
         reward_funcs=[REWARDS[name] for name in cfg.rewards],
         args=_grpo_args(cfg, use_cpu, vision_token_ids(processor)),
@@ -278,9 +300,9 @@ def train_loop_per_worker(config: dict) -> dict:
         callbacks=[_eval_callback(cfg, processor, world)],
     )
     if in_ray:
-        from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+        from ray.train.huggingface.transformers import prepare_trainer
 
-        trainer.add_callback(RayTrainReportCallback())
+        trainer.add_callback(report_callback())
         trainer = prepare_trainer(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
@@ -290,14 +312,6 @@ def train_loop_per_worker(config: dict) -> dict:
 
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
-
-
-def _resumed_step(folder: str | None) -> int:
-    """The global step of an HF checkpoint folder; -1 without one."""
-    if folder is None:
-        return -1
-    with open(os.path.join(folder, "trainer_state.json")) as handle:
-        return int(json.load(handle)["global_step"])
 
 
 def _ray_context() -> tuple[bool, int]:

@@ -245,6 +245,13 @@ def _due(before: int, after: int, every: int) -> bool:
     return every > 0 and after // every > before // every
 
 
+def _log_resume(metrics: str, progress: dict) -> None:
+    """Say in the log (and on stdout) where a restarted run picked up."""
+    record = {"event": "resume", "step": progress["step"], "samples_seen": progress["samples_seen"]}
+    append_metrics(metrics, record)
+    print(f"[mmcurate] sft resumed from the checkpoint of step {progress['step']}", flush=True)
+
+
 def _setup(cfg: SftConfig) -> dict:
     """Load, restore and prepare everything a worker needs; the loop's context."""
     import torch
@@ -263,9 +270,10 @@ def _setup(cfg: SftConfig) -> dict:
     )
     eval_set = None
     if session.rank == 0:
-        truncate_metrics(
-            os.path.join(cfg.out, "metrics.jsonl"), progress["step"] if progress["step"] else -1
-        )
+        metrics = os.path.join(cfg.out, "metrics.jsonl")
+        truncate_metrics(metrics, progress["step"] if progress["step"] else -1)
+        if progress["step"]:
+            _log_resume(metrics, progress)
         if cfg.heldout:
             eval_set = encode_rows(runtime.processor, pq.read_table(cfg.heldout), cfg.inputs)
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -88,9 +89,16 @@ def test_grpo_under_ray_train(ray_session, warm_model, tmp_path):
         learning_rate=1e-3,
         eval_every=2,
         save_steps=1,
+        record_ids=True,
     )
     result = run_grpo(config, num_workers=2, name="grpo-test")
     assert result.checkpoint is not None
+    # Uninterrupted order: step s, rank r samples row 2s + r (no shuffle; the kill-resume
+    # test holds a resumed run to the same).
+    ids = pq.read_table(rows).column("id").to_pylist()
+    for rank in (0, 1):
+        steps = [json.loads(x) for x in open(tmp_path / "steps" / f"rank-{rank}.jsonl")]
+        assert steps == [{"step": s, "ids": [ids[2 * s + rank]]} for s in range(2)]
     records = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     assert [r["step"] for r in records if r["event"] == "train"] == [1, 2]
     assert [r["samples_seen"] for r in records if r["event"] == "eval"] == [0, 2, 4]

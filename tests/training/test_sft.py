@@ -91,8 +91,10 @@ def test_sft_learns_keeps_order_and_resumes_exactly(micro_model, sft_rows, tmp_p
     steps = [json.loads(x) for x in open(tmp_path / "parted" / "steps" / "rank-0.jsonl")]
     assert [s["step"] for s in steps] == list(range(6))
     assert [i for s in steps for i in s["ids"]] == ids + ids
-    parted_evals = [json.loads(x) for x in open(tmp_path / "parted" / "metrics.jsonl")]
-    assert [e["samples_seen"] for e in parted_evals] == [0, 16, 32, 48]
+    parted_log = [json.loads(x) for x in open(tmp_path / "parted" / "metrics.jsonl")]
+    assert [e["samples_seen"] for e in parted_log if e["event"] == "eval"] == [0, 16, 32, 48]
+    resumes = [e for e in parted_log if e["event"] == "resume"]
+    assert resumes == [{"event": "resume", "step": 2, "samples_seen": 16}]
     a, b = _weights(tmp_path / "whole" / "model"), _weights(tmp_path / "parted" / "model")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     base = _weights(micro_model)
