@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
 from operators.media import MediaError
-from operators.minhash import MinHashConfig, band_keys, exact_key, row_text, signatures
+from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
 from operators.phash import HASH_WORDS, MediaHashConfig, bit_sample_keys, media_hash
 from operators.union_find import connected_components
 from operators.writers import write_parquet_atomic
@@ -111,24 +112,19 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
     """One shard -> per-row keys (the shard is read here so rows keep their pool index)."""
     path, offset, shard = str(batch["path"][0]), int(batch["offset"][0]), int(batch["shard"][0])
     table = pq.read_table(path, columns=["id", "media_type", "media", "messages", "answer"])
-    pairs = [
-        row_text(m, a)
-        for m, a in zip(
-            table.column("messages").to_pylist(), table.column("answer").to_pylist(), strict=True
-        )
-    ]
+    questions, answers = row_text_arrays(table.column("messages"), table.column("answer"))
     n = table.num_rows
-    answer_len = np.array([len(a) for _, a in pairs], dtype=np.int64)
+    answer_len = pc.utf8_length(answers).to_numpy().astype(np.int64)
     kinds, words = _media_of(table, config)
     bands, rows = config.text.band_rows()
-    texts = [f"{q} {a}" for q, a in pairs]
-    sigs = signatures(texts, config.text)
+    sigs, exact = text_keys(questions, answers, config.text)
+    blank = [pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(x)), 0) for x in (questions, answers)]
     out = {
         "shard": np.full(n, shard, np.int64),
         "node": node_keys(answer_len, np.arange(offset, offset + n)),
         "id": np.array(table.column("id").to_pylist(), dtype=object),
-        "exact": np.array([exact_key(q, a) for q, a in pairs], dtype=np.uint64),
-        "has_text": np.array([bool(t.strip()) for t in texts]),
+        "exact": exact,
+        "has_text": ~pc.and_(*blank).to_numpy(zero_copy_only=False),
         "bands": band_keys(sigs, bands, rows),
         "kind": kinds,
     }

@@ -37,7 +37,7 @@ TEXTS = [
     ],
 )
 def test_signatures_equal_datasketch(config):
-    sigs = signatures(TEXTS, config, chunk=2)
+    sigs = signatures(TEXTS, config)
     for text, sig in zip(TEXTS, sigs, strict=True):
         reference = MinHash(num_perm=config.num_perm, seed=config.seed)
         reference.update_batch(shingles(text, config.unit, config.ngram))
