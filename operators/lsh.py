@@ -3,9 +3,11 @@
 Records are (key, node) rows: one per (row, band) for MinHash bands and bit-sampling bands, one
 per row for exact SHA1 keys. A hash of the key picks one of `partitions` groups; each group is
 sorted by key in NumPy, and every bucket of equal keys becomes a star of edges to its smallest
-node. Media buckets carry the perceptual hash of each member so an edge is kept only when the
-two hashes are within the Hamming threshold (bit sampling has false collisions; MinHash band
-collisions are the LSH candidates themselves, as `datasketch.MinHashLSH.query` returns them).
+node. Buckets whose members must also have copies of the same media are verified against a
+fingerprint table (node -> kind, pHash words, thumbnail; operators/phash.py) that every
+partition reads from the object store: an edge is kept only when the two media are copies
+(grid-LSH collisions are candidates only; MinHash band collisions are the LSH candidates
+themselves, as `datasketch.MinHashLSH.query` returns them).
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from operators.minhash import mix64
-from operators.phash import HASH_WORDS, KIND_IMAGE, hamming
+from operators.phash import HASH_WORDS, KIND_IMAGE, MediaHashConfig, hamming
 
-__all__ = ["bucket_edges", "partition_of", "shuffle_to_edges", "verified_bucket_edges"]
+__all__ = [
+    "bucket_edges",
+    "fingerprint_table",
+    "partition_of",
+    "shuffle_to_edges",
+    "verified_bucket_edges",
+]
 
 
 def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
@@ -44,30 +52,68 @@ def bucket_edges(group: dict) -> dict:
     return {"hi": hi[keep], "lo": lo[keep]}
 
 
-def _close(words, kinds, members, anchors, max_distance: float, frames: int) -> np.ndarray:
-    """(members, anchors) matrix: media kinds agree and hashes are within the threshold.
+def fingerprint_table(parts: list[dict]) -> dict:
+    """One table sorted by node from parts {node, kind, w0..w3, thumb} (Ray refs or dicts)."""
+    import ray
 
-    Kind 0 (no media) matches kind 0; kind -1 (unreadable) matches nothing.
+    parts = [ray.get(p) if isinstance(p, ray.ObjectRef) else p for p in parts]
+    parts = [p for p in parts if len(p["node"])]
+    if not parts:
+        return {"node": np.empty(0, np.int64)}
+    table = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    order = np.argsort(table["node"])
+    return {k: v[order] for k, v in table.items()}
+
+
+def _rows_of(table: dict, nodes: np.ndarray) -> np.ndarray:
+    """Index of each node in the table, -1 when it has no media entry (text-only row)."""
+    if len(table["node"]) == 0:
+        return np.full(len(nodes), -1)
+    pos = np.clip(np.searchsorted(table["node"], nodes), 0, len(table["node"]) - 1)
+    return np.where(table["node"][pos] == nodes, pos, -1)
+
+
+def _kinds(table: dict, rows: np.ndarray) -> np.ndarray:
+    if len(table["node"]) == 0:
+        return np.zeros(len(rows), np.int64)
+    return np.where(rows >= 0, table["kind"][np.maximum(rows, 0)], 0)
+
+
+def _close(table: dict, pm, pa, scale: float, config: MediaHashConfig) -> np.ndarray:
+    """(members, anchors) matrix: media kinds agree and both fingerprint distances are small.
+
+    Text-only (not in the table) matches text-only; kind -1 (unreadable) matches nothing.
     """
-    dist = hamming(words[members][:, None, :], words[anchors][None, :, :])
-    bits = np.where(kinds[members] == KIND_IMAGE, 64, 64 * frames)[:, None]
-    same_kind = kinds[members][:, None] == kinds[anchors][None, :]
-    text_only = (kinds[members] == 0)[:, None] & same_kind
-    return text_only | (same_kind & (kinds[members] > 0)[:, None] & (dist <= max_distance * bits))
+    km, ka = _kinds(table, pm), _kinds(table, pa)
+    same = km[:, None] == ka[None, :]
+    text_only = (km == 0)[:, None] & same
+    media = same & (km > 0)[:, None]
+    if not media.any():
+        return text_only
+    words = np.stack([table[f"w{k}"] for k in range(HASH_WORDS)], axis=1)
+    bits = np.where(km == KIND_IMAGE, 64, 64 * min(config.frames, HASH_WORDS))[:, None]
+    ham = hamming(words[pm][:, None, :], words[pa][None, :, :])
+    thumbs = table["thumb"].astype(np.int16)
+    diff = np.abs(thumbs[pm][:, None, :] - thumbs[pa][None, :, :]).mean(axis=-1)
+    limit = np.where(km == KIND_IMAGE, config.max_thumb_image, config.max_thumb_video)[:, None]
+    ok = (ham <= config.max_phash * scale * bits) & (diff <= limit * scale)
+    return text_only | (media & ok)
 
 
-def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: int = 64) -> dict:
-    """Edges between members of a bucket whose media hashes are within a distance of the bits.
+def verified_bucket_edges(
+    group: dict, fingerprints: list, config: MediaHashConfig, cap: int = 64
+) -> dict:
+    """Edges between members of a bucket whose media are copies (see `_close`).
 
-    The distance is `max_distance`, or a record's own `limit` column when there is one (the
-    dedup job allows more media difference for identical text than for near-identical text).
+    The limits are the config's, scaled by a record's `limit` column when there is one (the
+    dedup job allows copies for identical text, identical media for near-identical text).
     Buckets up to `cap` members compare all pairs; a larger bucket compares every member with
     its first `cap` members (identical media pile up in one bucket; this bounds the work).
     """
+    table = fingerprint_table(fingerprints)
     keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
-    words = np.stack([group[f"w{k}"] for k in range(HASH_WORDS)], axis=1).astype(np.uint64)
-    kinds = group["kind"].astype(np.int64)
     order, first = _buckets(keys, nodes)
+    rows = _rows_of(table, nodes)
     bounds = np.append(np.unique(first), len(order))
     his, los = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -75,11 +121,13 @@ def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: in
             continue
         members = order[start:end]
         anchors = members[:cap]
-        limit = float(group["limit"][members[0]]) if "limit" in group else max_distance
-        i, j = np.nonzero(_close(words, kinds, members, anchors, limit, frames))
-        a, b = nodes[members[i]], nodes[anchors[j]]
-        his.append(np.maximum(a, b)[a != b])
-        los.append(np.minimum(a, b)[a != b])
+        scale = float(group["limit"][members[0]]) if "limit" in group else 1.0
+        for chunk in range(0, len(members), 256):
+            part = members[chunk : chunk + 256]
+            i, j = np.nonzero(_close(table, rows[part], rows[anchors], scale, config))
+            a, b = nodes[part[i]], nodes[anchors[j]]
+            his.append(np.maximum(a, b)[a != b])
+            los.append(np.minimum(a, b)[a != b])
     return {"hi": np.concatenate(his), "lo": np.concatenate(los)}
 
 

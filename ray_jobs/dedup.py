@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
 from operators.media import MediaError
 from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
-from operators.phash import HASH_WORDS, MediaHashConfig, bit_sample_keys, media_hash
+from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
 from operators.union_find import connected_components
 from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
@@ -91,21 +91,23 @@ def _shards(directory: str) -> list[tuple[str, int]]:
     return out
 
 
-def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(kind, words): kind 0 no media, 1 image, 2 video, -1 unreadable; words (n, HASH_WORDS)."""
+def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, ...]:
+    """(kind, words, thumbs): kind 0 no media, 1 image, 2 video, -1 unreadable; pHash words
+    (n, HASH_WORDS); colour thumbnails (n, thumb_size) uint8 (zeros without media)."""
     n = table.num_rows
     kinds, words = np.zeros(n, np.int8), np.zeros((n, HASH_WORDS), np.uint64)
+    thumbs = np.zeros((n, config.media.thumb_size() if config.near_media else 0), np.uint8)
     if not config.near_media:
-        return kinds, words
+        return kinds, words, thumbs
     types, media = table.column("media_type").to_pylist(), table.column("media").to_pylist()
     for i, (media_type, paths) in enumerate(zip(types, media, strict=True)):
         if media_type not in ("image", "video") or not paths:
             continue
         try:
-            kinds[i], words[i] = media_hash(paths[0], media_type, config.media)
+            kinds[i], words[i], thumbs[i] = media_hash(paths[0], media_type, config.media)
         except MediaError:
             kinds[i] = -1
-    return kinds, words
+    return kinds, words, thumbs
 
 
 def _row_keys(batch: dict, config: DedupConfig) -> dict:
@@ -115,14 +117,13 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
     questions, answers = row_text_arrays(table.column("messages"), table.column("answer"))
     n = table.num_rows
     answer_len = pc.utf8_length(answers).to_numpy().astype(np.int64)
-    kinds, words = _media_of(table, config)
+    kinds, words, thumbs = _media_of(table, config)
     bands, rows = config.text.band_rows()
     sigs, exact = text_keys(questions, answers, config.text)
     blank = [pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(x)), 0) for x in (questions, answers)]
     out = {
         "shard": np.full(n, shard, np.int64),
         "node": node_keys(answer_len, np.arange(offset, offset + n)),
-        "id": np.array(table.column("id").to_pylist(), dtype=object),
         "exact": exact,
         "has_text": ~pc.and_(*blank).to_numpy(zero_copy_only=False),
         "bands": band_keys(sigs, bands, rows),
@@ -130,6 +131,8 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
     }
     for k in range(HASH_WORDS):
         out[f"w{k}"] = words[:, k]
+    if config.near_media:
+        out["thumb"] = thumbs
     compact = {k: out[k] for k in ("node", "exact", "kind")}
     compact["id"] = table.column("id")
     name = os.path.basename(path)
@@ -138,16 +141,17 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
 
 
 def _media_records(batch: dict, config: DedupConfig) -> dict:
+    """(key, node) per grid-LSH band of every row with readable media."""
     hashed = batch["kind"] > 0
-    kinds = batch["kind"][hashed]
-    words = np.stack([batch[f"w{k}"][hashed] for k in range(HASH_WORDS)], axis=1)
-    keys = bit_sample_keys(kinds, words, config.media)  # (m, bands)
-    reps = keys.shape[1]
-    out = {"key": keys.ravel(), "node": np.repeat(batch["node"][hashed], reps)}
-    out["kind"] = np.repeat(kinds, reps)
-    for k in range(HASH_WORDS):
-        out[f"w{k}"] = np.repeat(words[:, k], reps)
-    return out
+    keys = grid_keys(batch["kind"][hashed], batch["thumb"][hashed], config.media)  # (m, bands)
+    return {"key": keys.ravel(), "node": np.repeat(batch["node"][hashed], keys.shape[1])}
+
+
+def _fingerprint_part(batch: dict) -> dict:
+    """The media rows of a block: node, kind, pHash words, thumbnail (the lookup table)."""
+    media = batch["kind"] != 0
+    names = ["node", "kind", "thumb", *(f"w{k}" for k in range(HASH_WORDS))]
+    return {name: batch[name][media] for name in names}
 
 
 def _lookup(nodes: np.ndarray, table: tuple[np.ndarray, np.ndarray], default: np.ndarray):
@@ -173,14 +177,11 @@ def _text_records(batch: dict, config: DedupConfig) -> dict:
     reps = stacked.shape[1]
     out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
     if config.near_media:
-        # Identical text may come with a re-encoded copy; near text needs near-identical media.
-        limit = np.full(stacked.shape, config.media.near_text_distance)
+        # Identical text may come with a re-encoded copy; near text needs the same media.
+        limit = np.full(stacked.shape, config.media.near_text_scale)
         if config.exact:
-            limit[:, 0] = config.media.max_distance
+            limit[:, 0] = 1.0
         out["limit"] = limit.ravel()
-        out["kind"] = np.repeat(batch["kind"][use], reps)
-        for k in range(HASH_WORDS):
-            out[f"w{k}"] = np.repeat(batch[f"w{k}"][use], reps)
     return out
 
 
@@ -265,7 +266,7 @@ def _key_rows(config: DedupConfig):
     )
 
 
-def _media_components(rows, config: DedupConfig):
+def _media_components(rows, config: DedupConfig, fingerprints: list):
     if not config.near_media:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     records = rows.map_batches(_media_records, fn_kwargs={"config": config}, batch_format="numpy")
@@ -273,7 +274,7 @@ def _media_components(rows, config: DedupConfig):
         records,
         verified_bucket_edges,
         config.partitions,
-        {"max_distance": config.media.max_distance, "frames": config.media.frames},
+        {"fingerprints": fingerprints, "config": config.media},
     ).materialize()
     return _components(edges, config.partitions)
 
@@ -295,21 +296,42 @@ def _root_tables(config: DedupConfig, roots: np.ndarray):
     return ids, exact
 
 
+class _Clock:
+    """Wall seconds per step, for `dedup/_seconds.json` (steps run one after another)."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
 def dedup(config: DedupConfig) -> dict:
     """Run the dedup stage; returns counts {rows, unique, survivor, exact, near, ...}."""
     out_dir = os.path.join(config.run, "dedup")
     if is_complete(out_dir):
         return read_counts(out_dir)
     ensure_ray()
+    clock = _Clock()
     rows = _key_rows(config)
-    media_roots = _media_components(rows, config)
+    clock.lap("row_keys")
+    fingerprints = []
+    if config.near_media:
+        fingerprints = rows.map_batches(_fingerprint_part, batch_format="numpy").to_numpy_refs()
+    media_roots = _media_components(rows, config, fingerprints)
+    clock.lap("media_components")
     records = rows.map_batches(_text_records, fn_kwargs={"config": config}, batch_format="numpy")
     edge_fn, edge_kwargs = bucket_edges, None
     if config.near_media:
         edge_fn = verified_bucket_edges
-        edge_kwargs = {"max_distance": config.media.max_distance, "frames": config.media.frames}
+        edge_kwargs = {"fingerprints": fingerprints, "config": config.media}
     edges = shuffle_to_edges(records, edge_fn, config.partitions, edge_kwargs).materialize()
+    clock.lap("text_shuffle")
     text_roots = _components(edges, config.partitions)
+    clock.lap("text_components")
     root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
     media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
     tables = {
@@ -329,6 +351,7 @@ def dedup(config: DedupConfig) -> dict:
         )
         .take_all()
     )
+    clock.lap("labels")
     counts: Counter = Counter()
     for item in written:
         counts.update(json.loads(item["counts"]))
@@ -341,6 +364,9 @@ def dedup(config: DedupConfig) -> dict:
     }
     result["removed"] = result["reasons"]["exact"] + result["reasons"]["near"]
     result["kept"] = result["rows"] - result["removed"]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "_seconds.json"), "w") as handle:
+        json.dump(clock.laps, handle)  # wall time per step, beside the counts
     mark_complete(out_dir, result)
     return result
 
