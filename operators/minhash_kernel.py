@@ -104,6 +104,34 @@ def _rotl(x, n):
     return ((x << np.uint64(n)) | (x >> np.uint64(32 - n))) & M32
 
 
+@numba.njit(cache=True, inline="always")
+def _load_block(data, start, length, base, last, w):
+    """Message schedule words 0..15 of the block at `base`, with SHA1 padding applied."""
+    for t in range(16):
+        pos = base + 4 * t
+        if pos + 4 <= length:
+            i = start + pos
+            w[t] = (
+                (np.uint64(data[i]) << np.uint64(24))
+                | (np.uint64(data[i + 1]) << np.uint64(16))
+                | (np.uint64(data[i + 2]) << np.uint64(8))
+                | np.uint64(data[i + 3])
+            )
+        else:
+            word = np.uint64(0)
+            for j in range(4):
+                byte = np.uint64(0)
+                if pos + j < length:
+                    byte = np.uint64(data[start + pos + j])
+                elif pos + j == length:
+                    byte = np.uint64(0x80)
+                word = (word << np.uint64(8)) | byte
+            w[t] = word
+    if last:
+        bits = np.uint64(length) * np.uint64(8)
+        w[14], w[15] = bits >> np.uint64(32), bits & M32
+
+
 @numba.njit(cache=True)
 def _sha1(data, start, length, w, state):
     """SHA1 of data[start:start+length] into state[0..4] (big-endian words of the digest)."""
@@ -111,35 +139,23 @@ def _sha1(data, start, length, w, state):
     state[3], state[4] = 0x10325476, 0xC3D2E1F0
     blocks = (length + 8) // 64 + 1
     for block in range(blocks):
-        base = block * 64
-        for t in range(16):
-            word = np.uint64(0)
-            for j in range(4):
-                pos = base + 4 * t + j
-                if pos < length:
-                    byte = np.uint64(data[start + pos])
-                elif pos == length:
-                    byte = np.uint64(0x80)
-                else:
-                    byte = np.uint64(0)
-                word = (word << np.uint64(8)) | byte
-            w[t] = word
-        if block == blocks - 1:
-            bits = np.uint64(length) * np.uint64(8)
-            w[14], w[15] = bits >> np.uint64(32), bits & M32
+        _load_block(data, start, length, block * 64, block == blocks - 1, w)
         for t in range(16, 80):
             w[t] = _rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1)
         a, b, c, d, e = state[0], state[1], state[2], state[3], state[4]
-        for t in range(80):
-            if t < 20:
-                f, k = (b & c) | ((~b & M32) & d), np.uint64(0x5A827999)
-            elif t < 40:
-                f, k = b ^ c ^ d, np.uint64(0x6ED9EBA1)
-            elif t < 60:
-                f, k = (b & c) | (b & d) | (c & d), np.uint64(0x8F1BBCDC)
-            else:
-                f, k = b ^ c ^ d, np.uint64(0xCA62C1D6)
-            temp = (_rotl(a, 5) + f + e + k + w[t]) & M32
+        for t in range(20):
+            f = (b & c) | ((~b & M32) & d)
+            temp = (_rotl(a, 5) + f + e + np.uint64(0x5A827999) + w[t]) & M32
+            a, b, c, d, e = temp, a, _rotl(b, 30), c, d
+        for t in range(20, 40):
+            temp = (_rotl(a, 5) + (b ^ c ^ d) + e + np.uint64(0x6ED9EBA1) + w[t]) & M32
+            a, b, c, d, e = temp, a, _rotl(b, 30), c, d
+        for t in range(40, 60):
+            f = (b & c) | (b & d) | (c & d)
+            temp = (_rotl(a, 5) + f + e + np.uint64(0x8F1BBCDC) + w[t]) & M32
+            a, b, c, d, e = temp, a, _rotl(b, 30), c, d
+        for t in range(60, 80):
+            temp = (_rotl(a, 5) + (b ^ c ^ d) + e + np.uint64(0xCA62C1D6) + w[t]) & M32
             a, b, c, d, e = temp, a, _rotl(b, 30), c, d
         state[0] = (state[0] + a) & M32
         state[1] = (state[1] + b) & M32
