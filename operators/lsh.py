@@ -42,9 +42,20 @@ def _buckets(keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return order, first
 
 
+def _shared(keys: np.ndarray) -> np.ndarray:
+    """Mask of the records whose key occurs more than once (most LSH keys are singletons)."""
+    order = np.argsort(keys)
+    same = keys[order][1:] == keys[order][:-1]
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[order[1:][same]] = True
+    mask[order[:-1][same]] = True
+    return mask
+
+
 def bucket_edges(group: dict) -> dict:
     """Edges (member -> smallest node of its bucket) of one partition of (key, node) records."""
-    keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
+    shared = _shared(group["key"].astype(np.uint64))
+    keys, nodes = group["key"].astype(np.uint64)[shared], group["node"].astype(np.int64)[shared]
     order, first = _buckets(keys, nodes)
     sorted_nodes = nodes[order]
     hi, lo = sorted_nodes, sorted_nodes[first]
@@ -111,9 +122,11 @@ def verified_bucket_edges(
     its first `cap` members (identical media pile up in one bucket; this bounds the work).
     """
     table = fingerprint_table(fingerprints)
-    keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
+    shared = _shared(group["key"].astype(np.uint64))
+    keys, nodes = group["key"].astype(np.uint64)[shared], group["node"].astype(np.int64)[shared]
     order, first = _buckets(keys, nodes)
     rows = _rows_of(table, nodes)
+    limits = np.asarray(group["limit"])[shared] if "limit" in group else None
     bounds = np.append(np.unique(first), len(order))
     his, los = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -121,7 +134,7 @@ def verified_bucket_edges(
             continue
         members = order[start:end]
         anchors = members[:cap]
-        scale = float(group["limit"][members[0]]) if "limit" in group else 1.0
+        scale = float(limits[members[0]]) if limits is not None else 1.0
         for chunk in range(0, len(members), 256):
             part = members[chunk : chunk + 256]
             i, j = np.nonzero(_close(table, rows[part], rows[anchors], scale, config))
