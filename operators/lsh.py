@@ -145,7 +145,7 @@ def verified_bucket_edges(
 
 
 def _split_records(batch: dict, partitions: int) -> list[dict]:
-    """One block of records -> `partitions` pieces by a hash of the key."""
+    """Records -> `partitions` pieces by a hash of the key."""
     part = partition_of(batch["key"], partitions)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(partitions + 1))
@@ -155,30 +155,42 @@ def _split_records(batch: dict, partitions: int) -> list[dict]:
     ]
 
 
+def _records_split(block: dict, record_fn, record_kwargs: dict, partitions: int) -> list[dict]:
+    return _split_records(record_fn(block, **record_kwargs), partitions)
+
+
 def _reduce_partition(edge_fn, fn_kwargs: dict, *pieces: dict) -> dict:
     """All records of one partition (one piece per block) -> its edges {hi, lo}."""
     group = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
     return edge_fn(group, **fn_kwargs)
 
 
-def shuffle_to_edges(records, edge_fn, partitions: int, fn_kwargs: dict | None = None) -> list:
-    """A hash shuffle of (key, node, ...) records into edges; refs of {hi, lo} arrays.
+def shuffle_to_edges(
+    blocks: list,
+    record_fn,
+    edge_fn,
+    partitions: int,
+    record_kwargs: dict | None = None,
+    edge_kwargs: dict | None = None,
+) -> list:
+    """A hash shuffle of LSH records into edges: refs of {hi, lo} arrays.
 
-    `records` is a Ray Dataset; each of its blocks is split by a hash of the key into
-    `partitions` pieces by one Ray task, and one task per partition turns its pieces into
-    edges with `edge_fn(group, **fn_kwargs)`. Every record moves once through the object store
-    (Ray Data's groupby samples, sorts and re-blocks: 3x slower here at 33M records), and
-    the edges stay in the object store for the union-find.
+    `blocks` are refs of row batches (dicts of NumPy arrays). One Ray task per block makes
+    its (key, node, ...) records with `record_fn(block, **record_kwargs)` and splits them by a
+    hash of the key into `partitions` pieces; one task per partition turns its pieces into
+    edges with `edge_fn(group, **edge_kwargs)`. Records exist only inside these tasks and
+    move once through the object store (Ray Data's groupby samples, sorts and re-blocks the
+    records: about 3x slower here at 33M records); the edges stay there for the union-find.
     """
     import ray
 
     partitions = max(2, partitions)  # num_returns=1 would hand back the list itself
-    split = ray.remote(_split_records).options(num_returns=partitions)
+    split = ray.remote(_records_split).options(num_returns=partitions)
     reduce = ray.remote(_reduce_partition)
-    pieces = [split.remote(ref, partitions) for ref in records.to_numpy_refs()]
+    pieces = [split.remote(ref, record_fn, record_kwargs or {}, partitions) for ref in blocks]
     if not pieces:
         return []
     return [
-        reduce.remote(edge_fn, fn_kwargs or {}, *[piece[p] for piece in pieces])
+        reduce.remote(edge_fn, edge_kwargs or {}, *[piece[p] for piece in pieces])
         for p in range(partitions)
     ]

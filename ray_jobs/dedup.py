@@ -1,21 +1,26 @@
 """`mmcurate dedup`: exact and near-duplicate clusters of a pool, written to `RUN/dedup/`.
 
-One global Ray Data job over the pool's Parquet shards:
-1. per shard (a task): row keys. Each row gets a node key that orders rows by the survivor
-   policy (longest answer first, then pool order), GDO's exact key SHA1(question|||answer),
-   MinHash band keys of instruction + answer text, and a perceptual hash of its first media.
-2. media LSH: bit-sampling bands shuffled by key, candidate pairs verified on Hamming
-   distance, components by the distributed union-find -> `media_cluster` (copies of one
-   picture or video, whatever their text).
-3. text LSH: exact keys and MinHash bands shuffled into buckets; a candidate pair becomes an
-   edge when the two rows' media are copies too (same Hamming test; text-only rows match
-   text-only rows), so one picture with two different questions stays two samples, and the
-   same question on two different pictures too. Components again -> `dup_cluster`.
+One global job over the pool's Parquet shards:
+1. per shard (a Ray Data task): row keys. Each row gets a node key that orders rows by the
+   survivor policy (longest answer first, then pool order), GDO's exact key
+   SHA1(question|||answer), MinHash band keys of instruction + answer text (one compiled pass
+   per shard, operators/minhash_kernel.py), and a fingerprint of its first media (pHash +
+   colour thumbnail, operators/phash.py). The key blocks stay in the object store.
+2. media LSH: grid-LSH bands hash-shuffled by Ray tasks, candidate pairs verified on both
+   fingerprint distances (a table of the media rows' fingerprints in the object store),
+   components by the distributed union-find -> `media_cluster` (copies of one picture or
+   video, whatever their text).
+3. text LSH: exact keys and MinHash bands shuffled the same way; a candidate pair becomes an
+   edge when the two rows' media are copies too (identical text) or the same media (near
+   text); text-only rows match text-only rows. So one picture with two different questions
+   stays two samples, and the same question on two different pictures too. Components
+   again -> `dup_cluster`.
 4. per shard: `dedup/part-NNNNN.parquet` with id, dup_cluster (the survivor's id), dup_keep,
-   dup_reason (unique / survivor / exact / near), media_cluster; then `_SUCCESS` with counts.
+   dup_reason (unique / survivor / exact / near), media_cluster; then `_SUCCESS` with counts
+   (`_seconds.json` beside it: wall time per step).
 
-Only compact per-row columns (keys, hashes) move; the driver holds the (node, root) pairs of
-rows that have a duplicate, never the pool.
+Only compact per-row columns (keys, fingerprints) move; the driver holds the (node, root)
+pairs of rows that have a duplicate, never the pool.
 """
 
 from __future__ import annotations
@@ -262,18 +267,18 @@ def _key_rows(config: DedupConfig):
     return (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         .map_batches(_row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
-        .materialize()
     )
 
 
-def _media_components(rows, config: DedupConfig, fingerprints: list):
+def _media_components(blocks: list, config: DedupConfig, fingerprints: list):
     if not config.near_media:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    records = rows.map_batches(_media_records, fn_kwargs={"config": config}, batch_format="numpy")
     edges = shuffle_to_edges(
-        records,
+        blocks,
+        _media_records,
         verified_bucket_edges,
         config.partitions,
+        {"config": config},
         {"fingerprints": fingerprints, "config": config.media},
     )
     return _components(edges, config.partitions)
@@ -318,19 +323,21 @@ def dedup(config: DedupConfig) -> dict:
 
     ensure_ray()
     clock = _Clock()
-    rows = _key_rows(config)
+    blocks = _key_rows(config).to_numpy_refs()  # row keys stay in the object store
+    ray.wait(blocks, num_returns=len(blocks))
     clock.lap("row_keys")
     fingerprints = []
     if config.near_media:
-        fingerprints = rows.map_batches(_fingerprint_part, batch_format="numpy").to_numpy_refs()
-    media_roots = _media_components(rows, config, fingerprints)
+        fingerprints = [ray.remote(_fingerprint_part).remote(block) for block in blocks]
+    media_roots = _media_components(blocks, config, fingerprints)
     clock.lap("media_components")
-    records = rows.map_batches(_text_records, fn_kwargs={"config": config}, batch_format="numpy")
     edge_fn, edge_kwargs = bucket_edges, None
     if config.near_media:
         edge_fn = verified_bucket_edges
         edge_kwargs = {"fingerprints": fingerprints, "config": config.media}
-    edges = shuffle_to_edges(records, edge_fn, config.partitions, edge_kwargs)
+    edges = shuffle_to_edges(
+        blocks, _text_records, edge_fn, config.partitions, {"config": config}, edge_kwargs
+    )
     ray.wait(edges, num_returns=len(edges))  # so the step timings below are per step
     clock.lap("text_shuffle")
     text_roots = _components(edges, config.partitions)
