@@ -49,11 +49,11 @@ class PeakMemory:
         self.interval, self.tree, self.tree_pss, self.machine = interval, 0, 0, 0
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
+        self._stop = threading.Event()
 
     @property
     def cpu_seconds(self) -> float:
         return sum(v - self._cpu_start.get(pid, 0.0) for pid, v in self._cpu_last.items())
-        self._stop = threading.Event()
 
     def _sample(self) -> None:
         me, first = psutil.Process(), True
