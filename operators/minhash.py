@@ -7,8 +7,10 @@ MurmurHash3 32-bit finalizer, then permutation k maps h -> a_k * h + b_k mod 2^3
 signature equals `datasketch.MinHash(num_perm, seed)` updated with the same shingles, and two rows
 share an LSH band exactly when `datasketch.MinHashLSH` (same bands x rows) puts them in one bucket.
 
-Only the arithmetic is ours: one NumPy pass per batch instead of one MinHash object per row, and
-SHA1 computed once per distinct shingle of the batch.
+Only the arithmetic is ours: one compiled pass per batch (operators/minhash_kernel.py: SHA1 of
+every shingle, the permutation minima, GDO's exact key) instead of one MinHash object per row;
+`normalize_text`, `shingles` and `exact_key` stay here as the plain-Python definitions the
+kernel is tested against.
 
 Defaults (word 2-grams, threshold 0.35, 128 permutations) are chosen for short instruction
 data (20-120 words): on the synthetic pool a reworded question keeps Jaccard 0.39-0.6 of its
@@ -27,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from operators.minhash_kernel import minhash_rows, normalize_many
+from operators.minhash_kernel import PLACEHOLDER, minhash_rows, normalize_many
 
 __all__ = [
     "MinHashConfig",
@@ -44,7 +46,6 @@ __all__ = [
     "text_keys",
 ]
 
-PLACEHOLDER = re.compile(r"<(image|video)>")
 NON_WORD = re.compile(r"[^\w\s]+")
 
 

@@ -264,9 +264,8 @@ def _key_rows(config: DedupConfig):
 
     shards = _shards(config.input_dir())
     items = [{"path": p, "offset": o, "shard": k} for k, (p, o) in enumerate(shards)]
-    return (
-        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        .map_batches(_row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy"
     )
 
 
