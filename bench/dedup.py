@@ -37,22 +37,41 @@ from ray_jobs.synthetic_text import write_text_pool  # noqa: E402
 
 
 class PeakMemory:
-    """Samples the RSS of this process + descendants and the machine's used memory."""
+    """Samples the memory of this process + descendants and the machine's used memory.
+
+    `tree` sums RSS, which counts the Ray object store's shared pages once per process that
+    maps them; `tree_pss` sums PSS (shared pages split among their users), the footprint.
+    `cpu_seconds` is the CPU time (user + system) the tree used while sampling: on a shared
+    machine it says what the job costs when the wall time mostly says how busy the others were.
+    """
 
     def __init__(self, interval: float = 0.2):
-        self.interval, self.tree, self.machine = interval, 0, 0
+        self.interval, self.tree, self.tree_pss, self.machine = interval, 0, 0, 0
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self._stop = threading.Event()
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(v - self._cpu_start.get(pid, 0.0) for pid, v in self._cpu_last.items())
+
     def _sample(self) -> None:
-        me = psutil.Process()
+        me, first = psutil.Process(), True
         while not self._stop.is_set():
-            rss = 0
+            rss = pss = 0
             for proc in [me, *me.children(recursive=True)]:
                 try:
-                    rss += proc.memory_info().rss
+                    info = proc.memory_full_info()
+                    rss, pss = rss + info.rss, pss + info.pss
+                    times = proc.cpu_times()
+                    used = times.user + times.system
+                    self._cpu_last[proc.pid] = used
+                    if first:
+                        self._cpu_start[proc.pid] = used
                 except psutil.Error:
                     pass
-            self.tree = max(self.tree, rss)
+            first = False
+            self.tree, self.tree_pss = max(self.tree, rss), max(self.tree_pss, pss)
             self.machine = max(self.machine, psutil.virtual_memory().used)
             self._stop.wait(self.interval)
 
@@ -156,14 +175,19 @@ def main(argv: list[str] | None = None) -> int:
             os.path.join(pool, "pool"), os.path.join(pool, "run"), config, args.partitions
         )
         p, r = score(removed, truth)
+        with open(os.path.join(pool, "run", "dedup", "_seconds.json")) as handle:
+            steps = json.load(handle)
         row = {
             "rows": n,
             "ours_s": round(seconds, 1),
             "ours_peak_rss_gb": round(memory.tree / 2**30, 2),
+            "ours_peak_pss_gb": round(memory.tree_pss / 2**30, 2),
+            "ours_cpu_s": round(memory.cpu_seconds, 1),
             "machine_peak_used_gb": round(memory.machine / 2**30, 2),
             "ours_precision": round(p, 4),
             "ours_recall": round(r, 4),
             "load_avg_1m": round(os.getloadavg()[0], 1),
+            "steps_s": steps,
         }
         if n <= args.reference_max:
             ref_s, ref_peak, ref_removed = run_reference(os.path.join(pool, "pool"), config)

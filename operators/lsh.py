@@ -1,11 +1,13 @@
-"""LSH buckets to candidate edges with a Ray Data hash shuffle.
+"""LSH buckets to candidate edges with a hash shuffle of Ray tasks.
 
 Records are (key, node) rows: one per (row, band) for MinHash bands and bit-sampling bands, one
 per row for exact SHA1 keys. A hash of the key picks one of `partitions` groups; each group is
 sorted by key in NumPy, and every bucket of equal keys becomes a star of edges to its smallest
-node. Media buckets carry the perceptual hash of each member so an edge is kept only when the
-two hashes are within the Hamming threshold (bit sampling has false collisions; MinHash band
-collisions are the LSH candidates themselves, as `datasketch.MinHashLSH.query` returns them).
+node. Buckets whose members must also have copies of the same media are verified against a
+fingerprint table (node -> kind, pHash words, thumbnail; operators/phash.py) that every
+partition reads from the object store: an edge is kept only when the two media are copies
+(grid-LSH collisions are candidates only; MinHash band collisions are the LSH candidates
+themselves, as `datasketch.MinHashLSH.query` returns them).
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from operators.minhash import mix64
-from operators.phash import HASH_WORDS, KIND_IMAGE, hamming
+from operators.phash import HASH_WORDS, KIND_IMAGE, MediaHashConfig, hamming
 
-__all__ = ["bucket_edges", "partition_of", "shuffle_to_edges", "verified_bucket_edges"]
+__all__ = [
+    "bucket_edges",
+    "fingerprint_table",
+    "partition_of",
+    "shuffle_to_edges",
+    "verified_bucket_edges",
+]
 
 
 def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
@@ -34,9 +42,20 @@ def _buckets(keys: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return order, first
 
 
+def _shared(keys: np.ndarray) -> np.ndarray:
+    """Mask of the records whose key occurs more than once (most LSH keys are singletons)."""
+    order = np.argsort(keys)
+    same = keys[order][1:] == keys[order][:-1]
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[order[1:][same]] = True
+    mask[order[:-1][same]] = True
+    return mask
+
+
 def bucket_edges(group: dict) -> dict:
     """Edges (member -> smallest node of its bucket) of one partition of (key, node) records."""
-    keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
+    shared = _shared(group["key"].astype(np.uint64))
+    keys, nodes = group["key"].astype(np.uint64)[shared], group["node"].astype(np.int64)[shared]
     order, first = _buckets(keys, nodes)
     sorted_nodes = nodes[order]
     hi, lo = sorted_nodes, sorted_nodes[first]
@@ -44,30 +63,70 @@ def bucket_edges(group: dict) -> dict:
     return {"hi": hi[keep], "lo": lo[keep]}
 
 
-def _close(words, kinds, members, anchors, max_distance: float, frames: int) -> np.ndarray:
-    """(members, anchors) matrix: media kinds agree and hashes are within the threshold.
+def fingerprint_table(parts: list[dict]) -> dict:
+    """One table sorted by node from parts {node, kind, w0..w3, thumb} (Ray refs or dicts)."""
+    import ray
 
-    Kind 0 (no media) matches kind 0; kind -1 (unreadable) matches nothing.
+    parts = [ray.get(p) if isinstance(p, ray.ObjectRef) else p for p in parts]
+    parts = [p for p in parts if len(p["node"])]
+    if not parts:
+        return {"node": np.empty(0, np.int64)}
+    table = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    order = np.argsort(table["node"])
+    return {k: v[order] for k, v in table.items()}
+
+
+def _rows_of(table: dict, nodes: np.ndarray) -> np.ndarray:
+    """Index of each node in the table, -1 when it has no media entry (text-only row)."""
+    if len(table["node"]) == 0:
+        return np.full(len(nodes), -1)
+    pos = np.clip(np.searchsorted(table["node"], nodes), 0, len(table["node"]) - 1)
+    return np.where(table["node"][pos] == nodes, pos, -1)
+
+
+def _kinds(table: dict, rows: np.ndarray) -> np.ndarray:
+    if len(table["node"]) == 0:
+        return np.zeros(len(rows), np.int64)
+    return np.where(rows >= 0, table["kind"][np.maximum(rows, 0)], 0)
+
+
+def _close(table: dict, pm, pa, scale: float, config: MediaHashConfig) -> np.ndarray:
+    """(members, anchors) matrix: media kinds agree and both fingerprint distances are small.
+
+    Text-only (not in the table) matches text-only; kind -1 (unreadable) matches nothing.
     """
-    dist = hamming(words[members][:, None, :], words[anchors][None, :, :])
-    bits = np.where(kinds[members] == KIND_IMAGE, 64, 64 * frames)[:, None]
-    same_kind = kinds[members][:, None] == kinds[anchors][None, :]
-    text_only = (kinds[members] == 0)[:, None] & same_kind
-    return text_only | (same_kind & (kinds[members] > 0)[:, None] & (dist <= max_distance * bits))
+    km, ka = _kinds(table, pm), _kinds(table, pa)
+    same = km[:, None] == ka[None, :]
+    text_only = (km == 0)[:, None] & same
+    media = same & (km > 0)[:, None]
+    if not media.any():
+        return text_only
+    words = np.stack([table[f"w{k}"] for k in range(HASH_WORDS)], axis=1)
+    bits = np.where(km == KIND_IMAGE, 64, 64 * min(config.frames, HASH_WORDS))[:, None]
+    ham = hamming(words[pm][:, None, :], words[pa][None, :, :])
+    thumbs = table["thumb"].astype(np.int16)
+    diff = np.abs(thumbs[pm][:, None, :] - thumbs[pa][None, :, :]).mean(axis=-1)
+    limit = np.where(km == KIND_IMAGE, config.max_thumb_image, config.max_thumb_video)[:, None]
+    ok = (ham <= config.max_phash * scale * bits) & (diff <= limit * scale)
+    return text_only | (media & ok)
 
 
-def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: int = 64) -> dict:
-    """Edges between members of a bucket whose media hashes are within a distance of the bits.
+def verified_bucket_edges(
+    group: dict, fingerprints: list, config: MediaHashConfig, cap: int = 64
+) -> dict:
+    """Edges between members of a bucket whose media are copies (see `_close`).
 
-    The distance is `max_distance`, or a record's own `limit` column when there is one (the
-    dedup job allows more media difference for identical text than for near-identical text).
+    The limits are the config's, scaled by a record's `limit` column when there is one (the
+    dedup job allows copies for identical text, identical media for near-identical text).
     Buckets up to `cap` members compare all pairs; a larger bucket compares every member with
     its first `cap` members (identical media pile up in one bucket; this bounds the work).
     """
-    keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
-    words = np.stack([group[f"w{k}"] for k in range(HASH_WORDS)], axis=1).astype(np.uint64)
-    kinds = group["kind"].astype(np.int64)
+    table = fingerprint_table(fingerprints)
+    shared = _shared(group["key"].astype(np.uint64))
+    keys, nodes = group["key"].astype(np.uint64)[shared], group["node"].astype(np.int64)[shared]
     order, first = _buckets(keys, nodes)
+    rows = _rows_of(table, nodes)
+    limits = np.asarray(group["limit"])[shared] if "limit" in group else None
     bounds = np.append(np.unique(first), len(order))
     his, los = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -75,37 +134,63 @@ def verified_bucket_edges(group: dict, max_distance: float, frames: int, cap: in
             continue
         members = order[start:end]
         anchors = members[:cap]
-        limit = float(group["limit"][members[0]]) if "limit" in group else max_distance
-        i, j = np.nonzero(_close(words, kinds, members, anchors, limit, frames))
-        a, b = nodes[members[i]], nodes[anchors[j]]
-        his.append(np.maximum(a, b)[a != b])
-        los.append(np.minimum(a, b)[a != b])
+        scale = float(limits[members[0]]) if limits is not None else 1.0
+        for chunk in range(0, len(members), 256):
+            part = members[chunk : chunk + 256]
+            i, j = np.nonzero(_close(table, rows[part], rows[anchors], scale, config))
+            a, b = nodes[part[i]], nodes[anchors[j]]
+            his.append(np.maximum(a, b)[a != b])
+            los.append(np.minimum(a, b)[a != b])
     return {"hi": np.concatenate(his), "lo": np.concatenate(los)}
 
 
-def _with_partition(batch: dict, partitions: int) -> dict:
-    return {**batch, "part": partition_of(batch["key"], partitions)}
+def _split_records(batch: dict, partitions: int) -> list[dict]:
+    """Records -> `partitions` pieces by a hash of the key."""
+    part = partition_of(batch["key"], partitions)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    return [
+        {name: np.asarray(column)[order[lo:hi]] for name, column in batch.items()}
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _records_split(block: dict, record_fn, record_kwargs: dict, partitions: int) -> list[dict]:
+    return _split_records(record_fn(block, **record_kwargs), partitions)
+
+
+def _reduce_partition(edge_fn, fn_kwargs: dict, *pieces: dict) -> dict:
+    """All records of one partition (one piece per block) -> its edges {hi, lo}."""
+    group = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+    return edge_fn(group, **fn_kwargs)
 
 
 def shuffle_to_edges(
-    records,
+    blocks: list,
+    record_fn,
     edge_fn,
     partitions: int,
-    fn_kwargs: dict | None = None,
-    strategy: str = "sort_shuffle_pull_based",
-):
-    """A Ray Data shuffle of (key, node, ...) records, by a hash of the key, into edges (hi, lo).
+    record_kwargs: dict | None = None,
+    edge_kwargs: dict | None = None,
+) -> list:
+    """A hash shuffle of LSH records into edges: refs of {hi, lo} arrays.
 
-    `strategy` is a `ray.data.context.ShuffleStrategy` value for this dataset only; the
-    task-based sort shuffle is the default because the actor-based hash shuffle reserved the
-    CPUs of a 2-core machine and its workers aborted under load (Ray 2.60).
+    `blocks` are refs of row batches (dicts of NumPy arrays). One Ray task per block makes
+    its (key, node, ...) records with `record_fn(block, **record_kwargs)` and splits them by a
+    hash of the key into `partitions` pieces; one task per partition turns its pieces into
+    edges with `edge_fn(group, **edge_kwargs)`. Records exist only inside these tasks and
+    move once through the object store (Ray Data's groupby samples, sorts and re-blocks the
+    records: about 3x slower here at 33M records); the edges stay there for the union-find.
     """
-    from ray.data.context import ShuffleStrategy
+    import ray
 
-    keyed = records.map_batches(
-        _with_partition, fn_kwargs={"partitions": partitions}, batch_format="numpy"
-    )
-    keyed.context.shuffle_strategy = ShuffleStrategy(strategy)
-    return keyed.groupby("part", num_partitions=partitions).map_groups(
-        edge_fn, fn_kwargs=fn_kwargs or {}, batch_format="numpy"
-    )
+    partitions = max(2, partitions)  # num_returns=1 would hand back the list itself
+    split = ray.remote(_records_split).options(num_returns=partitions)
+    reduce = ray.remote(_reduce_partition)
+    pieces = [split.remote(ref, record_fn, record_kwargs or {}, partitions) for ref in blocks]
+    if not pieces:
+        return []
+    return [
+        reduce.remote(edge_fn, edge_kwargs or {}, *[piece[p] for piece in pieces])
+        for p in range(partitions)
+    ]

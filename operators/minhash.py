@@ -7,8 +7,10 @@ MurmurHash3 32-bit finalizer, then permutation k maps h -> a_k * h + b_k mod 2^3
 signature equals `datasketch.MinHash(num_perm, seed)` updated with the same shingles, and two rows
 share an LSH band exactly when `datasketch.MinHashLSH` (same bands x rows) puts them in one bucket.
 
-Only the arithmetic is ours: one NumPy pass per batch instead of one MinHash object per row, and
-SHA1 computed once per distinct shingle of the batch.
+Only the arithmetic is ours: one compiled pass per batch (operators/minhash_kernel.py: SHA1 of
+every shingle, the permutation minima, GDO's exact key) instead of one MinHash object per row;
+`normalize_text`, `shingles` and `exact_key` stay here as the plain-Python definitions the
+kernel is tested against.
 
 Defaults (word 2-grams, threshold 0.35, 128 permutations) are chosen for short instruction
 data (20-120 words): on the synthetic pool a reworded question keeps Jaccard 0.39-0.6 of its
@@ -24,6 +26,10 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from operators.minhash_kernel import PLACEHOLDER, minhash_rows, normalize_many
 
 __all__ = [
     "MinHashConfig",
@@ -34,12 +40,12 @@ __all__ = [
     "optimal_param",
     "permutations",
     "row_text",
+    "row_text_arrays",
     "shingles",
     "signatures",
+    "text_keys",
 ]
 
-MAX_HASH32 = np.uint32(0xFFFFFFFF)
-PLACEHOLDER = re.compile(r"<(image|video)>")
 NON_WORD = re.compile(r"[^\w\s]+")
 
 
@@ -134,42 +140,80 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+def text_keys(questions, answers, config: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures (n, num_perm) uint32, exact keys (n,) uint64) of question/answer rows.
 
-
-def _sha1_32(data: bytes) -> int:
-    return int.from_bytes(hashlib.sha1(data).digest()[:4], "little")
-
-
-def signatures(texts: list[str], config: MinHashConfig, chunk: int = 1024) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), num_perm) uint32; all-max for empty text."""
+    A row's MinHash text is `question answer`; its exact key is `exact_key(question, answer)`.
+    Both come from one compiled pass over the batch (operators/minhash_kernel.py); a row whose
+    normalized text is empty gets the all-max signature, as an empty `datasketch.MinHash`.
+    """
     a, b = permutations(config.num_perm, config.seed)
-    out = np.full((len(texts), config.num_perm), MAX_HASH32, dtype=np.uint32)
-    cache: dict[bytes, int] = {}
-    for start in range(0, len(texts), chunk):
-        grams = [shingles(t, config.unit, config.ngram) for t in texts[start : start + chunk]]
-        counts = np.array([len(g) for g in grams])
-        flat = [s for g in grams for s in g]
-        if not flat:
-            continue
-        hv = np.fromiter(
-            (cache[s] if s in cache else cache.setdefault(s, _sha1_32(s)) for s in flat),
-            dtype=np.uint32,
-            count=len(flat),
-        )
-        with np.errstate(over="ignore"):
-            phv = _fmix32(hv)[:, None] * a[None, :] + b[None, :]  # (shingles, num_perm)
-        nonempty = np.flatnonzero(counts)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
-        out[start + nonempty] = np.minimum.reduceat(phv, offsets, axis=0)
-        if len(cache) > 1_000_000:
-            cache.clear()
-    return out
+    n = len(questions)
+    texts = pa.concat_arrays(
+        [_as_strings(questions), _as_strings(answers)]
+    )  # segments 0..n-1 questions, n..2n-1 answers
+    data, starts, ends = normalize_many(texts)
+    char = _char_unit(config.unit)
+    return minhash_rows(
+        data, starts[:n], ends[:n], starts[n:], ends[n:], char, config.ngram, a, b, True
+    )
+
+
+def signatures(texts, config: MinHashConfig) -> np.ndarray:
+    """MinHash signatures, shape (len(texts), num_perm) uint32; all-max for empty text.
+
+    Equal to `datasketch.MinHash(num_perm, seed)` updated with `shingles(text, unit, ngram)`.
+    """
+    a, b = permutations(config.num_perm, config.seed)
+    data, starts, ends = normalize_many(texts)
+    char = _char_unit(config.unit)
+    sigs, _ = minhash_rows(data, starts, ends, ends, ends, char, config.ngram, a, b, False)
+    return sigs
+
+
+def _char_unit(unit: str) -> bool:
+    if unit not in ("word", "char"):
+        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+    return unit == "char"
+
+
+def _as_strings(values) -> pa.Array:
+    array = pa.array(values, pa.large_string()) if isinstance(values, list) else values
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+def row_text_arrays(messages, answers) -> tuple[pa.Array, pa.Array]:
+    """`row_text` of a whole column: (questions, answers) as Arrow string arrays.
+
+    messages: list<struct<role, content>>; answers: string (null -> the last assistant turn,
+    or "" when there is none). Computed with Arrow kernels, no Python object per row.
+    """
+    if isinstance(messages, pa.ChunkedArray):
+        messages = messages.combine_chunks()
+    n = len(messages)
+    flat = pc.list_flatten(messages)
+    parents = pc.list_parent_indices(messages).to_numpy()
+    role = pc.fill_null(flat.field("role"), "").to_numpy(zero_copy_only=False)
+    content = pc.fill_null(flat.field("content"), "")
+    user = role == "user"
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(parents[user], minlength=n))])
+    grouped = pa.LargeListArray.from_arrays(
+        pa.array(offsets, pa.int64()), content.filter(pa.array(user)).cast(pa.large_string())
+    )
+    questions = pc.binary_join(grouped, pa.scalar(" ", pa.large_string()))
+    said = np.flatnonzero(role == "assistant")
+    last_of_row = np.append(parents[said][1:] != parents[said][:-1], True)
+    last = np.full(n, -1, dtype=np.int64)
+    last[parents[said][last_of_row]] = said[last_of_row]
+    blank = pa.scalar("", pa.large_string())
+    replies = pa.array([""] * n, pa.large_string())
+    if len(said):
+        replies = content.cast(pa.large_string()).take(pa.array(np.maximum(last, 0)))
+        replies = pc.if_else(pa.array(last >= 0), replies, blank)
+    given = _as_strings(answers)
+    return questions, pc.if_else(pc.is_null(given), replies, given)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:

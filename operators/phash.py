@@ -1,16 +1,24 @@
-"""Perceptual hashes of images and videos, and bit-sampling LSH keys over them.
+"""Media fingerprints of images and videos, and LSH keys over them.
 
-pHash (Zauner 2010, "Implementation and Benchmarking of Perceptual Image Hash Functions"):
-gray image -> 32x32 (area resampling) -> 2-D DCT -> the 8x8 lowest frequencies -> one bit per
-coefficient, set when it is above their median. A resized or re-encoded copy keeps its low
-frequencies, so its hash differs in a few bits; different pictures differ in about half.
+A fingerprint is two descriptors per frame (`frames` uniformly sampled video frames; an image
+is one frame, repeated to the same length):
+- pHash (Zauner 2010, "Implementation and Benchmarking of Perceptual Image Hash Functions"):
+  gray -> 32x32 (area resampling) -> 2-D DCT -> the 8x8 lowest frequencies -> one bit per
+  coefficient, set when it is above their median. Structure, blind to brightness and colour.
+- a colour thumbnail: RGB -> `thumb` x `thumb` (area resampling), uint8. Absolute colour and
+  layout, the part pHash drops: on flat pictures (one object on a plain background) the
+  median of the DCT block sits among near-zero coefficients, so pHash bits of a re-encoded
+  copy flip (video copies of the synthetic pool: up to 34% of the bits) while distinct
+  pictures with the same layout get the same bits.
+Two media are copies when both distances are small: pHash Hamming <= `max_phash` of the bits
+and thumbnail mean absolute difference <= `max_thumb_image` / `max_thumb_video` grey levels.
+bench/media_hash.py measures both distributions on the synthetic pool (docs/dedup.md).
 
-A video's hash is the pHashes of `frames` uniformly sampled frames, concatenated (frames * 64
-bits), so two videos are close when their key frames are close in order.
-
-Bit-sampling LSH (Indyk & Motwani 1998) for Hamming distance: band i reads `rows` fixed random
-bit positions; two hashes at distance d share a band with probability (1 - d / L)^rows. Candidate
-pairs are then verified on the exact distance, so a collision never merges dissimilar media.
+Candidates come from grid LSH on the thumbnail (an L1 LSH, as in Datar et al. 2004 with
+random shifts): band b reads `rows` random thumbnail values, each shifted by a random offset
+and quantized by `step`; two thumbnails whose values differ by d_i share the band with
+probability prod(1 - d_i / step). A copy (d ~ 1-5 levels) shares most of 16 bands; candidates
+are then verified on the exact distances, so a collision never merges dissimilar media.
 """
 
 from __future__ import annotations
@@ -25,13 +33,14 @@ from operators.minhash import mix64
 __all__ = [
     "HASH_WORDS",
     "MediaHashConfig",
-    "bit_sample_keys",
+    "grid_keys",
     "hamming",
     "media_hash",
     "phash_frame",
+    "thumbnail",
 ]
 
-HASH_WORDS = 4  # uint64 words kept per hash (images use 1, videos `frames` <= 4)
+HASH_WORDS = 4  # uint64 pHash words kept per media (images use 1, videos `frames` <= 4)
 KIND_IMAGE, KIND_VIDEO = 1, 2
 
 
@@ -40,11 +49,19 @@ class MediaHashConfig:
     """Media near-duplicate settings (help on each field)."""
 
     frames: int = 4  # key frames per video (<= 4), sampled uniformly
-    max_distance: float = 0.15  # Hamming distance / bits at or below which media are copies
-    near_text_distance: float = 0.0  # the same, for rows whose text is only near-identical
-    bands: int = 16  # bit-sampling bands
-    rows: int = 12  # bits per band
-    seed: int = 7  # seed of the sampled bit positions
+    thumb: int = 8  # colour thumbnail side in pixels (thumb x thumb x 3 per frame)
+    max_phash: float = 0.4  # copies: pHash Hamming distance / bits at most this
+    max_thumb_image: float = 5.0  # copies: image thumbnail mean |difference| (grey levels)
+    max_thumb_video: float = 2.0  # copies: the same for videos (4 frames average out noise)
+    near_text_scale: float = 0.0  # share of those limits for near-identical text (0: same media)
+    bands: int = 16  # grid-LSH bands
+    rows: int = 8  # thumbnail values read per band
+    step: float = 32.0  # grid-LSH quantization step (grey levels)
+    seed: int = 7  # seed of the sampled positions and offsets
+
+    def thumb_size(self) -> int:
+        """Bytes of a thumbnail fingerprint (all frames)."""
+        return min(self.frames, HASH_WORDS) * self.thumb * self.thumb * 3
 
 
 def phash_frame(rgb: np.ndarray) -> int:
@@ -58,21 +75,35 @@ def phash_frame(rgb: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def media_hash(path: str, media_type: str, config: MediaHashConfig) -> tuple[int, np.ndarray]:
-    """(kind, words): kind 1 image / 2 video, and HASH_WORDS uint64 (unused words are 0).
+def thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
+    """RGB (H, W, 3) uint8 -> (side * side * 3,) uint8 by area resampling."""
+    import cv2
+
+    small = cv2.resize(rgb.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8).ravel()
+
+
+def media_hash(
+    path: str, media_type: str, config: MediaHashConfig
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(kind, words, thumbs): kind 1 image / 2 video, HASH_WORDS uint64 pHash words (unused
+    words are 0) and the colour thumbnails of `frames` frames (an image repeats its one).
 
     Raises `operators.media.MediaError` for media that cannot be decoded.
     """
+    count = min(config.frames, HASH_WORDS)
     words = np.zeros(HASH_WORDS, dtype=np.uint64)
     if media_type == "image":
-        words[0] = phash_frame(load_image(path))
-        return KIND_IMAGE, words
-    frames, _ = read_video_frames(path, min(config.frames, HASH_WORDS))
+        image = load_image(path)
+        words[0] = phash_frame(image)
+        return KIND_IMAGE, words, np.tile(thumbnail(image, config.thumb), count)
+    frames, _ = read_video_frames(path, count)
     # Fewer frames than asked: repeat the last, so every video hash has the same length.
-    picks = np.linspace(0, len(frames) - 1, min(config.frames, HASH_WORDS)).round().astype(int)
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     for k, index in enumerate(picks):
         words[k] = phash_frame(frames[index])
-    return KIND_VIDEO, words
+    thumbs = np.concatenate([thumbnail(frames[index], config.thumb) for index in picks])
+    return KIND_VIDEO, words, thumbs
 
 
 def _popcount64(x: np.ndarray) -> np.ndarray:
@@ -85,25 +116,19 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _popcount64(np.bitwise_xor(a, b)).sum(axis=-1)
 
 
-def _bit_positions(kind: int, config: MediaHashConfig) -> np.ndarray:
-    bits = 64 if kind == KIND_IMAGE else 64 * min(config.frames, HASH_WORDS)
-    rng = np.random.default_rng([config.seed, kind])
-    return np.stack([rng.choice(bits, config.rows, replace=False) for _ in range(config.bands)])
+def _grid(config: MediaHashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, offsets), each (bands, rows): the thumbnail values each band reads."""
+    rng = np.random.default_rng(config.seed)
+    positions = rng.integers(0, config.thumb_size(), (config.bands, config.rows))
+    return positions, rng.uniform(0, config.step, (config.bands, config.rows))
 
 
-def bit_sample_keys(kinds: np.ndarray, words: np.ndarray, config: MediaHashConfig) -> np.ndarray:
-    """Band keys (n, bands) uint64 from hashes (n, HASH_WORDS); kind and band folded in."""
-    n = len(kinds)
-    keys = np.zeros((n, config.bands), dtype=np.uint64)
-    bits = np.unpackbits(words.astype(">u8").view(np.uint8).reshape(n, -1), axis=1)
-    weights = np.uint64(1) << np.arange(config.rows, dtype=np.uint64)
-    for kind in (KIND_IMAGE, KIND_VIDEO):
-        mask = kinds == kind
-        if not mask.any():
-            continue
-        positions = _bit_positions(kind, config)  # (bands, rows)
-        sampled = bits[mask][:, positions].astype(np.uint64)  # (m, bands, rows)
-        packed = (sampled * weights).sum(axis=2)
-        salt = (np.uint64(kind) << np.uint64(56)) | (np.arange(config.bands, dtype=np.uint64) << 48)
-        keys[mask] = mix64(packed | salt)
-    return keys
+def grid_keys(kinds: np.ndarray, thumbs: np.ndarray, config: MediaHashConfig) -> np.ndarray:
+    """Band keys (n, bands) uint64 from thumbnails (n, thumb_size); kind and band folded in."""
+    positions, offsets = _grid(config)
+    levels = np.floor((thumbs[:, positions].astype(np.float64) + offsets) / config.step)
+    weights = np.uint64(1) << (np.uint64(5) * np.arange(config.rows, dtype=np.uint64))
+    packed = (levels.astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)  # (n, bands)
+    band = np.arange(config.bands, dtype=np.uint64) << np.uint64(48)
+    kind = kinds.astype(np.uint64)[:, None] << np.uint64(56)
+    return mix64(packed ^ band ^ kind)

@@ -16,6 +16,7 @@ small, so this takes 2-4 rounds in practice.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from operators.minhash import mix64
@@ -23,11 +24,24 @@ from operators.minhash import mix64
 __all__ = ["components_local", "connected_components", "star_edges"]
 
 
+@numba.njit(cache=True)
 def _find(parent: np.ndarray, x: int) -> int:
     while parent[x] != x:
         parent[x] = parent[parent[x]]
         x = parent[x]
     return x
+
+
+@numba.njit(cache=True)
+def _roots(pairs: np.ndarray, count: int) -> np.ndarray:
+    """Union-find over index pairs (m, 2) of `count` sorted nodes; each node's smallest member."""
+    parent = np.arange(count)
+    for k in range(pairs.shape[0]):
+        ru, rv = _find(parent, pairs[k, 0]), _find(parent, pairs[k, 1])
+        if ru != rv:
+            # Nodes are sorted, so the smaller index is the smaller key: keep it as root.
+            parent[max(ru, rv)] = min(ru, rv)
+    return np.array([_find(parent, i) for i in range(count)])
 
 
 def components_local(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,14 +50,7 @@ def components_local(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
     nodes, index = np.unique(edges.astype(np.int64), return_inverse=True)
-    index = index.reshape(-1, 2)
-    parent = np.arange(len(nodes))
-    for u, v in index.tolist():
-        ru, rv = _find(parent, u), _find(parent, v)
-        if ru != rv:
-            # Nodes are sorted, so the smaller index is the smaller key: keep it as root.
-            parent[max(ru, rv)] = min(ru, rv)
-    roots = np.array([_find(parent, i) for i in range(len(nodes))], dtype=np.int64)
+    roots = _roots(index.reshape(-1, 2).astype(np.int64), len(nodes))
     return nodes, nodes[roots]
 
 

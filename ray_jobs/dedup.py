@@ -1,21 +1,26 @@
 """`mmcurate dedup`: exact and near-duplicate clusters of a pool, written to `RUN/dedup/`.
 
-One global Ray Data job over the pool's Parquet shards:
-1. per shard (a task): row keys. Each row gets a node key that orders rows by the survivor
-   policy (longest answer first, then pool order), GDO's exact key SHA1(question|||answer),
-   MinHash band keys of instruction + answer text, and a perceptual hash of its first media.
-2. media LSH: bit-sampling bands shuffled by key, candidate pairs verified on Hamming
-   distance, components by the distributed union-find -> `media_cluster` (copies of one
-   picture or video, whatever their text).
-3. text LSH: exact keys and MinHash bands shuffled into buckets; a candidate pair becomes an
-   edge when the two rows' media are copies too (same Hamming test; text-only rows match
-   text-only rows), so one picture with two different questions stays two samples, and the
-   same question on two different pictures too. Components again -> `dup_cluster`.
+One global job over the pool's Parquet shards:
+1. per shard (a Ray Data task): row keys. Each row gets a node key that orders rows by the
+   survivor policy (longest answer first, then pool order), GDO's exact key
+   SHA1(question|||answer), MinHash band keys of instruction + answer text (one compiled pass
+   per shard, operators/minhash_kernel.py), and a fingerprint of its first media (pHash +
+   colour thumbnail, operators/phash.py). The key blocks stay in the object store.
+2. media LSH: grid-LSH bands hash-shuffled by Ray tasks, candidate pairs verified on both
+   fingerprint distances (a table of the media rows' fingerprints in the object store),
+   components by the distributed union-find -> `media_cluster` (copies of one picture or
+   video, whatever their text).
+3. text LSH: exact keys and MinHash bands shuffled the same way; a candidate pair becomes an
+   edge when the two rows' media are copies too (identical text) or the same media (near
+   text); text-only rows match text-only rows. So one picture with two different questions
+   stays two samples, and the same question on two different pictures too. Components
+   again -> `dup_cluster`.
 4. per shard: `dedup/part-NNNNN.parquet` with id, dup_cluster (the survivor's id), dup_keep,
-   dup_reason (unique / survivor / exact / near), media_cluster; then `_SUCCESS` with counts.
+   dup_reason (unique / survivor / exact / near), media_cluster; then `_SUCCESS` with counts
+   (`_seconds.json` beside it: wall time per step).
 
-Only compact per-row columns (keys, hashes) move; the driver holds the (node, root) pairs of
-rows that have a duplicate, never the pool.
+Only compact per-row columns (keys, fingerprints) move; the driver holds the (node, root)
+pairs of rows that have a duplicate, never the pool.
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
 from operators.media import MediaError
-from operators.minhash import MinHashConfig, band_keys, exact_key, row_text, signatures
-from operators.phash import HASH_WORDS, MediaHashConfig, bit_sample_keys, media_hash
+from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
+from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
 from operators.union_find import connected_components
 from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
@@ -90,50 +96,48 @@ def _shards(directory: str) -> list[tuple[str, int]]:
     return out
 
 
-def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(kind, words): kind 0 no media, 1 image, 2 video, -1 unreadable; words (n, HASH_WORDS)."""
+def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, ...]:
+    """(kind, words, thumbs): kind 0 no media, 1 image, 2 video, -1 unreadable; pHash words
+    (n, HASH_WORDS); colour thumbnails (n, thumb_size) uint8 (zeros without media)."""
     n = table.num_rows
     kinds, words = np.zeros(n, np.int8), np.zeros((n, HASH_WORDS), np.uint64)
+    thumbs = np.zeros((n, config.media.thumb_size() if config.near_media else 0), np.uint8)
     if not config.near_media:
-        return kinds, words
+        return kinds, words, thumbs
     types, media = table.column("media_type").to_pylist(), table.column("media").to_pylist()
     for i, (media_type, paths) in enumerate(zip(types, media, strict=True)):
         if media_type not in ("image", "video") or not paths:
             continue
         try:
-            kinds[i], words[i] = media_hash(paths[0], media_type, config.media)
+            kinds[i], words[i], thumbs[i] = media_hash(paths[0], media_type, config.media)
         except MediaError:
             kinds[i] = -1
-    return kinds, words
+    return kinds, words, thumbs
 
 
 def _row_keys(batch: dict, config: DedupConfig) -> dict:
     """One shard -> per-row keys (the shard is read here so rows keep their pool index)."""
     path, offset, shard = str(batch["path"][0]), int(batch["offset"][0]), int(batch["shard"][0])
     table = pq.read_table(path, columns=["id", "media_type", "media", "messages", "answer"])
-    pairs = [
-        row_text(m, a)
-        for m, a in zip(
-            table.column("messages").to_pylist(), table.column("answer").to_pylist(), strict=True
-        )
-    ]
+    questions, answers = row_text_arrays(table.column("messages"), table.column("answer"))
     n = table.num_rows
-    answer_len = np.array([len(a) for _, a in pairs], dtype=np.int64)
-    kinds, words = _media_of(table, config)
+    answer_len = pc.utf8_length(answers).to_numpy().astype(np.int64)
+    kinds, words, thumbs = _media_of(table, config)
     bands, rows = config.text.band_rows()
-    texts = [f"{q} {a}" for q, a in pairs]
-    sigs = signatures(texts, config.text)
+    sigs, exact = text_keys(questions, answers, config.text)
+    blank = [pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(x)), 0) for x in (questions, answers)]
     out = {
         "shard": np.full(n, shard, np.int64),
         "node": node_keys(answer_len, np.arange(offset, offset + n)),
-        "id": np.array(table.column("id").to_pylist(), dtype=object),
-        "exact": np.array([exact_key(q, a) for q, a in pairs], dtype=np.uint64),
-        "has_text": np.array([bool(t.strip()) for t in texts]),
+        "exact": exact,
+        "has_text": ~pc.and_(*blank).to_numpy(zero_copy_only=False),
         "bands": band_keys(sigs, bands, rows),
         "kind": kinds,
     }
     for k in range(HASH_WORDS):
         out[f"w{k}"] = words[:, k]
+    if config.near_media:
+        out["thumb"] = thumbs
     compact = {k: out[k] for k in ("node", "exact", "kind")}
     compact["id"] = table.column("id")
     name = os.path.basename(path)
@@ -142,16 +146,17 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
 
 
 def _media_records(batch: dict, config: DedupConfig) -> dict:
+    """(key, node) per grid-LSH band of every row with readable media."""
     hashed = batch["kind"] > 0
-    kinds = batch["kind"][hashed]
-    words = np.stack([batch[f"w{k}"][hashed] for k in range(HASH_WORDS)], axis=1)
-    keys = bit_sample_keys(kinds, words, config.media)  # (m, bands)
-    reps = keys.shape[1]
-    out = {"key": keys.ravel(), "node": np.repeat(batch["node"][hashed], reps)}
-    out["kind"] = np.repeat(kinds, reps)
-    for k in range(HASH_WORDS):
-        out[f"w{k}"] = np.repeat(words[:, k], reps)
-    return out
+    keys = grid_keys(batch["kind"][hashed], batch["thumb"][hashed], config.media)  # (m, bands)
+    return {"key": keys.ravel(), "node": np.repeat(batch["node"][hashed], keys.shape[1])}
+
+
+def _fingerprint_part(batch: dict) -> dict:
+    """The media rows of a block: node, kind, pHash words, thumbnail (the lookup table)."""
+    media = batch["kind"] != 0
+    names = ["node", "kind", "thumb", *(f"w{k}" for k in range(HASH_WORDS))]
+    return {name: batch[name][media] for name in names}
 
 
 def _lookup(nodes: np.ndarray, table: tuple[np.ndarray, np.ndarray], default: np.ndarray):
@@ -177,24 +182,21 @@ def _text_records(batch: dict, config: DedupConfig) -> dict:
     reps = stacked.shape[1]
     out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
     if config.near_media:
-        # Identical text may come with a re-encoded copy; near text needs near-identical media.
-        limit = np.full(stacked.shape, config.media.near_text_distance)
+        # Identical text may come with a re-encoded copy; near text needs the same media.
+        limit = np.full(stacked.shape, config.media.near_text_scale)
         if config.exact:
-            limit[:, 0] = config.media.max_distance
+            limit[:, 0] = 1.0
         out["limit"] = limit.ravel()
-        out["kind"] = np.repeat(batch["kind"][use], reps)
-        for k in range(HASH_WORDS):
-            out[f"w{k}"] = np.repeat(batch[f"w{k}"][use], reps)
     return out
 
 
-def _components(edges, partitions: int) -> tuple[np.ndarray, np.ndarray]:
+def _components(edge_refs: list, partitions: int) -> tuple[np.ndarray, np.ndarray]:
     """(nodes, roots) sorted by node, for the rows that have a duplicate (a compact table)."""
     import ray
 
-    if edges.count() == 0:
+    if not edge_refs:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    stars = np.concatenate(ray.get(connected_components(edges.to_numpy_refs(), partitions)))
+    stars = np.concatenate(ray.get(connected_components(edge_refs, partitions)))
     order = np.argsort(stars[:, 0])
     return stars[order, 0], stars[order, 1]
 
@@ -262,23 +264,22 @@ def _key_rows(config: DedupConfig):
 
     shards = _shards(config.input_dir())
     items = [{"path": p, "offset": o, "shard": k} for k, (p, o) in enumerate(shards)]
-    return (
-        ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        .map_batches(_row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy")
-        .materialize()
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _row_keys, fn_kwargs={"config": config}, batch_size=1, batch_format="numpy"
     )
 
 
-def _media_components(rows, config: DedupConfig):
+def _media_components(blocks: list, config: DedupConfig, fingerprints: list):
     if not config.near_media:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    records = rows.map_batches(_media_records, fn_kwargs={"config": config}, batch_format="numpy")
     edges = shuffle_to_edges(
-        records,
+        blocks,
+        _media_records,
         verified_bucket_edges,
         config.partitions,
-        {"max_distance": config.media.max_distance, "frames": config.media.frames},
-    ).materialize()
+        {"config": config},
+        {"fingerprints": fingerprints, "config": config.media},
+    )
     return _components(edges, config.partitions)
 
 
@@ -299,21 +300,47 @@ def _root_tables(config: DedupConfig, roots: np.ndarray):
     return ids, exact
 
 
+class _Clock:
+    """Wall seconds per step, for `dedup/_seconds.json` (steps run one after another)."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
 def dedup(config: DedupConfig) -> dict:
     """Run the dedup stage; returns counts {rows, unique, survivor, exact, near, ...}."""
     out_dir = os.path.join(config.run, "dedup")
     if is_complete(out_dir):
         return read_counts(out_dir)
+    import ray
+
     ensure_ray()
-    rows = _key_rows(config)
-    media_roots = _media_components(rows, config)
-    records = rows.map_batches(_text_records, fn_kwargs={"config": config}, batch_format="numpy")
+    clock = _Clock()
+    blocks = _key_rows(config).to_numpy_refs()  # row keys stay in the object store
+    ray.wait(blocks, num_returns=len(blocks))
+    clock.lap("row_keys")
+    fingerprints = []
+    if config.near_media:
+        fingerprints = [ray.remote(_fingerprint_part).remote(block) for block in blocks]
+    media_roots = _media_components(blocks, config, fingerprints)
+    clock.lap("media_components")
     edge_fn, edge_kwargs = bucket_edges, None
     if config.near_media:
         edge_fn = verified_bucket_edges
-        edge_kwargs = {"max_distance": config.media.max_distance, "frames": config.media.frames}
-    edges = shuffle_to_edges(records, edge_fn, config.partitions, edge_kwargs).materialize()
+        edge_kwargs = {"fingerprints": fingerprints, "config": config.media}
+    edges = shuffle_to_edges(
+        blocks, _text_records, edge_fn, config.partitions, {"config": config}, edge_kwargs
+    )
+    ray.wait(edges, num_returns=len(edges))  # so the step timings below are per step
+    clock.lap("text_shuffle")
     text_roots = _components(edges, config.partitions)
+    clock.lap("text_components")
     root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
     media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
     tables = {
@@ -333,6 +360,7 @@ def dedup(config: DedupConfig) -> dict:
         )
         .take_all()
     )
+    clock.lap("labels")
     counts: Counter = Counter()
     for item in written:
         counts.update(json.loads(item["counts"]))
@@ -345,6 +373,9 @@ def dedup(config: DedupConfig) -> dict:
     }
     result["removed"] = result["reasons"]["exact"] + result["reasons"]["near"]
     result["kept"] = result["rows"] - result["removed"]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "_seconds.json"), "w") as handle:
+        json.dump(clock.laps, handle)  # wall time per step, beside the counts
     mark_complete(out_dir, result)
     return result
 

@@ -1,13 +1,17 @@
-"""MinHash signatures and LSH bands against datasketch itself (no Ray)."""
+"""MinHash signatures, exact keys and LSH bands against datasketch and hashlib (no Ray)."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from operators.minhash import (
     MinHashConfig,
@@ -15,9 +19,14 @@ from operators.minhash import (
     exact_key,
     normalize_text,
     optimal_param,
+    row_text,
+    row_text_arrays,
     shingles,
     signatures,
+    text_keys,
 )
+from operators.minhash_kernel import normalize_many, sha1_words
+from operators.schema import MESSAGE_TYPE
 
 TEXTS = [
     "What color is the circle in the image? Answer with a single word. red",
@@ -37,7 +46,7 @@ TEXTS = [
     ],
 )
 def test_signatures_equal_datasketch(config):
-    sigs = signatures(TEXTS, config, chunk=2)
+    sigs = signatures(TEXTS, config)
     for text, sig in zip(TEXTS, sigs, strict=True):
         reference = MinHash(num_perm=config.num_perm, seed=config.seed)
         reference.update_batch(shingles(text, config.unit, config.ngram))
@@ -86,3 +95,67 @@ def test_exact_key_ignores_case_punctuation_and_placeholders():
     assert exact_key("<image>\nWhat is it?", "A cat.") == exact_key("what is it", "a cat")
     assert exact_key("What is it?", "A cat.") != exact_key("What is it?", "A dog.")
     assert normalize_text("<video> Hello,  World!") == "hello world"
+
+
+MIXED = [
+    "Café crème? <image> Ünïcödé ΣΑΣ ends with Σ.",
+    "tabs\tand\nnew lines\x1c and NUL\x00inside",
+    "",
+    "!!!",
+    "<video>",
+    "x",
+] + TEXTS
+
+
+@pytest.mark.parametrize("unit,ngram", [("word", 2), ("word", 5), ("char", 3)])
+def test_signatures_equal_datasketch_on_unicode_and_odd_text(unit, ngram):
+    config = MinHashConfig(unit=unit, ngram=ngram, num_perm=64)
+    for texts in (MIXED, [t for t in MIXED if t.isascii()]):  # the str and the bytes paths
+        for text, sig in zip(texts, signatures(texts, config), strict=True):
+            reference = MinHash(num_perm=64, seed=config.seed)
+            reference.update_batch(shingles(text, unit, ngram))
+            np.testing.assert_array_equal(sig, reference.hashvalues)
+
+
+def test_text_keys_equal_per_row_signature_and_exact_key():
+    questions, answers = MIXED, MIXED[::-1]
+    sigs, exact = text_keys(questions, answers, MinHashConfig())
+    joined = signatures(
+        [f"{q} {a}" for q, a in zip(questions, answers, strict=True)], MinHashConfig()
+    )
+    np.testing.assert_array_equal(sigs, joined)
+    expected = [exact_key(q, a) for q, a in zip(questions, answers, strict=True)]
+    assert exact.tolist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="aZ é_9!.<>\n\t\x00Σ", max_size=20), max_size=8))
+def test_normalize_many_equals_normalize_text(texts):
+    data, starts, ends = normalize_many(texts)
+    got = [bytes(data[s:e]).decode("utf-8") for s, e in zip(starts, ends, strict=True)]
+    assert got == [normalize_text(t) for t in texts]
+
+
+def test_sha1_kernel_equals_hashlib_across_block_boundaries():
+    rng = np.random.default_rng(0)
+    messages = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in [*range(130), 1000]]
+    data = np.frombuffer(b"".join(messages), dtype=np.uint8)
+    ends = np.cumsum([len(m) for m in messages])
+    words = sha1_words(data, ends - [len(m) for m in messages], ends)
+    for message, row in zip(messages, words, strict=True):
+        assert row.astype(">u4").tobytes() == hashlib.sha1(message).digest()
+
+
+def test_row_text_arrays_equal_row_text():
+    rows = [
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], None),
+        ([{"role": "user", "content": "q1"}, {"role": "user", "content": None}], "given"),
+        ([{"role": "system", "content": "s"}, {"role": "assistant", "content": "r1"}], None),
+        ([{"role": "assistant", "content": "r1"}, {"role": "assistant", "content": "r2"}], None),
+        ([{"role": "user", "content": "only"}], None),
+        ([], None),
+    ]
+    messages = pa.array([m for m, _ in rows], pa.list_(MESSAGE_TYPE))
+    questions, answers = row_text_arrays(messages, pa.array([a for _, a in rows], pa.string()))
+    expected = [row_text(m, a) for m, a in rows]
+    assert list(zip(questions.to_pylist(), answers.to_pylist(), strict=True)) == expected

@@ -1,4 +1,4 @@
-"""Perceptual hashes: copies are close, different pictures far; bit-sampling keys agree."""
+"""Media fingerprints: copies are close, different pictures far; grid-LSH keys agree."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from PIL import Image
 
 from operators.phash import (
     MediaHashConfig,
-    bit_sample_keys,
+    grid_keys,
     hamming,
     media_hash,
     phash_frame,
+    thumbnail,
 )
 from ray_jobs import synthetic_media as sm
 
@@ -35,17 +36,23 @@ def _bits(value: int) -> int:
 
 
 def test_resized_jpeg_copy_is_close_and_other_pictures_are_far(tmp_path):
-    near, far = [], []
+    near, far, near_thumbs, far_thumbs = [], [], [], []
     for seed in range(20):
         original, bigger = _scene(seed)
         path = tmp_path / f"{seed}.jpg"
         Image.fromarray(bigger).save(path, format="JPEG", quality=85)
-        kind, words = media_hash(str(path), "image", MediaHashConfig())
+        config = MediaHashConfig()
+        kind, words, thumbs = media_hash(str(path), "image", config)
         assert kind == 1
+        assert np.array_equal(thumbs[:192], thumbs[192:384])  # one frame, repeated
         near.append(_bits(phash_frame(original) ^ int(words[0])))
         far.append(_bits(phash_frame(original) ^ phash_frame(_scene(seed + 100)[0])))
+        other = thumbnail(_scene(seed + 100)[0], config.thumb).astype(int)
+        near_thumbs.append(np.abs(thumbnail(original, 8).astype(int) - thumbs[:192]).mean())
+        far_thumbs.append(np.abs(thumbnail(original, 8).astype(int) - other).mean())
     assert max(near) <= 0.15 * 64
     assert np.median(far) >= 20
+    assert max(near_thumbs) <= config.max_thumb_image < min(far_thumbs)
 
 
 def test_video_hash_and_hamming(tmp_path):
@@ -54,19 +61,27 @@ def test_video_hash_and_hamming(tmp_path):
     )
     path = tmp_path / "v.mp4"
     sm.save_video(frames, str(path))
-    kind, words = media_hash(str(path), "video", MediaHashConfig(frames=4))
+    kind, words, thumbs = media_hash(str(path), "video", MediaHashConfig(frames=4))
     assert kind == 2
     expected = [phash_frame(f) for f in frames[[0, 3, 6, 9]]]
     assert hamming(words, np.array(expected, dtype=np.uint64)) <= 0.1 * 256
+    reference = np.concatenate([thumbnail(f, 8) for f in frames[[0, 3, 6, 9]]]).astype(int)
+    assert np.abs(thumbs.astype(int) - reference).mean() <= MediaHashConfig().max_thumb_video
 
 
-def test_bit_sample_keys_identical_hashes_share_every_band():
+def test_grid_keys_collide_for_close_thumbnails_and_not_for_far_ones():
     config = MediaHashConfig()
-    words = np.zeros((3, 4), dtype=np.uint64)
-    words[:, 0] = [0x0123456789ABCDEF, 0x0123456789ABCDEF, 0xFEDCBA9876543210]
-    keys = bit_sample_keys(np.array([1, 1, 1]), words, config)
-    assert keys.shape == (3, config.bands)
-    assert np.array_equal(keys[0], keys[1])
-    assert not np.any(keys[0] == keys[2])  # complement differs in every sampled bit
-    video = bit_sample_keys(np.array([2]), words[:1], config)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (200, config.thumb_size()))
+    close = np.clip(base + rng.integers(-2, 3, base.shape), 0, 255)
+    far = rng.integers(0, 256, base.shape)
+    thumbs = np.concatenate([base, close, far]).astype(np.uint8)
+    keys = grid_keys(np.ones(600, np.int8), thumbs, config)
+    assert keys.shape == (600, config.bands)
+    shared_close = (keys[:200] == keys[200:400]).any(axis=1).mean()
+    shared_far = (keys[:200] == keys[400:]).any(axis=1).mean()
+    assert shared_close >= 0.99 and shared_far <= 0.01
+    # Per band, d = 2 levels: the chance to share is prod(1 - d / step) ~ (1 - 2/32)^8 = 0.6.
+    assert 0.4 <= (keys[:200] == keys[200:400]).mean() <= 0.8
+    video = grid_keys(np.full(1, 2, np.int8), thumbs[:1], config)
     assert not np.any(video[0] == keys[0])  # kinds never share a bucket
