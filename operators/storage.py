@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import posixpath
 import shutil
@@ -38,6 +39,7 @@ __all__ = [
     "isdir",
     "join",
     "listdir",
+    "local_copy",
     "local_path",
     "makedirs",
     "open_input",
@@ -280,6 +282,29 @@ def upload_dir(local: str, target: str) -> None:
     pafs.copy_files(
         local, inner, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
     )
+
+
+def local_copy(source: str) -> str:
+    """A local directory with `source`'s files: `source` itself when local, else a copy cached
+    under the temporary directory, keyed by the URI and its objects' names, sizes and times
+    (so a rebuilt model is fetched again). Made once per node; concurrent callers race
+    harmlessly: each downloads to its own folder and the first rename wins."""
+    if not is_remote(source):
+        return local_path(source)
+    fs, inner = filesystem(source)
+    listing = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    key = [source.rstrip("/")] + sorted(f"{i.path}:{i.size}:{i.mtime_ns}" for i in listing)
+    digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:16]
+    target = os.path.join(tempfile.gettempdir(), "mmcurate-cache", digest)
+    if os.path.isdir(target):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = download_dir(source, tempfile.mkdtemp(prefix=f"{digest}-", dir=os.path.dirname(target)))
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process placed it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def download_dir(source: str, cache: str | None = None) -> str:
