@@ -32,6 +32,7 @@ __all__ = [
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_PARQUET_ROWS = 50_000
+SCAN_BLOCK = 1 << 20  # bytes per read while cutting a JSONL file into chunks
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,24 @@ def input_files(path: str) -> list[str]:
 
 
 def _jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
-    """(start, end, first_line) byte ranges ending on newlines; one sequential scan."""
+    """(start, end, first_line) byte ranges ending on newlines: a chunk ends after the first
+    newline at or past `start + chunk_bytes`. One sequential, block-wise scan (works on any
+    stream, an object store's included)."""
     size = storage.size(path)
     start, line = 0, 0
     with storage.open_input(path) as handle:
+        buffer = b""  # the file's bytes from `start` on, as far as read
         while start < size:
-            handle.seek(min(start + chunk_bytes, size))
-            handle.readline()
-            end = min(handle.tell(), size)
-            handle.seek(start)
-            newlines = handle.read(end - start).count(b"\n")
-            yield start, end, line
-            start, line = end, line + newlines
+            cut = min(start + chunk_bytes, size) - start
+            while (found := buffer.find(b"\n", cut)) < 0:
+                more = handle.read(SCAN_BLOCK)
+                if not more:
+                    break
+                buffer += more
+            length = found + 1 if found >= 0 else len(buffer)
+            yield start, start + length, line
+            start, line = start + length, line + buffer.count(b"\n", 0, length)
+            buffer = buffer[length:]
 
 
 def plan_chunks(path: str | list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:

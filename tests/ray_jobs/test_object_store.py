@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.request
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pytest
@@ -122,8 +123,6 @@ def s3(ray_session):
 
 
 def test_storage_calls_on_s3(s3):
-    import pyarrow as pa
-
     base = storage.join(s3, "unit")
     storage.write_bytes(storage.join(base, "a", "b.bin"), b"0123456789")
     assert storage.read_bytes(storage.join(base, "a", "b.bin"), 3, 7) == b"3456"
@@ -162,12 +161,12 @@ def _recipe(tmp_path, name: str, pool: str, run: str) -> str:
         "run": run,
         "num_cpus": 2,
         "stages": STAGES,
-        "ingest": {"chunk_bytes": 8000},
+        "ingest": {"chunk_bytes": 12000},
         "score": {
             "descriptors": [],
             "ost": "none",
             "capabilities": "none",
-            "shards_per_group": 2,
+            "shards_per_group": 4,
         },
         "cluster": {"k": 4, "sample_size": 200},
         "subsets": [
@@ -180,10 +179,12 @@ def _recipe(tmp_path, name: str, pool: str, run: str) -> str:
     return str(path)
 
 
-def _rows(run: str, stage: str, drop=()):
-    table = storage.read_parquet(storage.join(run, stage))
-    table = table.drop_columns([c for c in drop if c in table.column_names])
-    return table.sort_by("id")
+def _rows(run: str, stage: str):
+    """A stage folder's Parquet files as one table sorted by id."""
+    folder = storage.join(run, stage)
+    files = [n for n in storage.listdir(folder) if n.endswith(".parquet")]
+    tables = [storage.read_parquet(storage.join(folder, n)) for n in files]
+    return pa.concat_tables(tables).sort_by("id")
 
 
 def _relative_media(table, root: str):
