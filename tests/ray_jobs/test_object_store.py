@@ -153,7 +153,17 @@ def _upload_pool(local: str, target: str) -> None:
                 storage.write_bytes(storage.join(target, key), handle.read())
 
 
-def _recipe(tmp_path, name: str, pool: str, run: str) -> str:
+@pytest.fixture(scope="module")
+def pools(s3, tmp_path_factory):
+    """(local pool, the same pool in the bucket): 160 lines with extra bad rows."""
+    local = str(tmp_path_factory.mktemp("pool160"))
+    synthesize(160, local, seed=5, rates=RATES, parallel=False)
+    remote = storage.join(s3, "pools", "p160")
+    _upload_pool(local, remote)
+    return local, remote
+
+
+def _recipe(tmp_path, name: str, pool: str, run: str, **extra) -> str:
     data = {
         "name": name,
         "input": storage.join(pool, "pool.jsonl"),
@@ -173,6 +183,7 @@ def _recipe(tmp_path, name: str, pool: str, run: str) -> str:
             {"method": "gdo", "preset": "diverse", "budget": 0.5},
             {"method": "random", "budget": 30},
         ],
+        **extra,
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -195,11 +206,8 @@ def _relative_media(table, root: str):
 
 
 @pytest.mark.slow
-def test_pipeline_on_s3_equals_local_run(s3, tmp_path):
-    local_pool = str(tmp_path / "pool")
-    synthesize(160, local_pool, seed=5, rates=RATES, parallel=False)
-    remote_pool = storage.join(s3, "pools", "p160")
-    _upload_pool(local_pool, remote_pool)
+def test_pipeline_on_s3_equals_local_run(s3, pools, tmp_path):
+    local_pool, remote_pool = pools
     local_run, remote_run = str(tmp_path / "run"), storage.join(s3, "runs", "p160")
     local = run_recipe(load_recipe(_recipe(tmp_path, "local", local_pool, local_run)))
     recipe = load_recipe(_recipe(tmp_path, "remote", remote_pool, remote_run))
@@ -263,3 +271,35 @@ def test_pipeline_on_s3_equals_local_run(s3, tmp_path):
     rerun = run_recipe(recipe, from_stage="dedup")
     assert rerun["dedup"] == local["dedup"] and storage.exists(marker)
     assert _rows(remote_run, "dedup").equals(_rows(local_run, "dedup"))
+
+
+@pytest.mark.slow
+def test_model_stages_on_s3(s3, pools, tmp_path):
+    """Proxy warm-up (tiny base built locally and uploaded, Ray Train checkpoints in the
+    bucket) and the loss descriptor on the proxy copied back to a local cache."""
+    from ray_jobs.proxy import proxy_warmup
+
+    _, remote_pool = pools
+    run = storage.join(s3, "runs", "model")
+    proxy = {"fraction": 0.3, "epochs": 1, "batch_size": 16}
+    score = {"descriptors": ["loss"], "ost": "none", "text_embedding": False, "styles": False}
+    score |= {"capabilities": "none", "shards_per_group": 4, "model_batch_size": 32}
+    path = _recipe(tmp_path, "model", remote_pool, run, proxy=proxy, score=score)
+    data = yaml.safe_load(open(path))
+    data.update(stages=["ingest", "proxy", "score"], subsets=[])
+    with open(path, "w") as handle:
+        yaml.safe_dump(data, handle)
+    results = run_recipe(load_recipe(path))
+
+    assert storage.exists(storage.join(run, "proxy_base", "config.json"))
+    assert storage.exists(storage.join(run, "proxy", "model.safetensors"))
+    assert storage.listdir(storage.join(run, "proxy_train"))  # Ray Train's run in the bucket
+    trained = storage.read_text(storage.join(run, "proxy", "train_ids.txt")).split()
+    kept = results["ingest"]["kept"]
+    assert 0.15 * kept < len(trained) < 0.45 * kept
+    score = results["score"]
+    assert score["input"] == kept == score["kept"] + score["quarantined"]
+    loss = _rows(run, "scored")["loss"].to_numpy(zero_copy_only=False)
+    assert len(loss) == score["kept"] and (loss > 0).all() and (loss < 50).all()
+    before = results["proxy"]["steps"]
+    assert proxy_warmup(run)["steps"] == before  # complete in the bucket: read back, not redone
