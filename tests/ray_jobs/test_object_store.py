@@ -176,7 +176,7 @@ def _recipe(tmp_path, name: str, pool: str, run: str, **extra) -> str:
             "descriptors": [],
             "ost": "none",
             "capabilities": "none",
-            "shards_per_group": 4,
+            "shards_per_group": 8,
         },
         "cluster": {"k": 4, "sample_size": 200},
         "subsets": [
@@ -264,11 +264,13 @@ def test_pipeline_on_s3_equals_local_run(s3, pools, tmp_path):
     config = yaml.safe_load(storage.read_text(storage.join(remote_run, "config.yaml")))
     assert config["run"] == remote_run
 
-    # Resume semantics: complete stages are skipped; --from removes and reruns remotely.
+    # Resume semantics: complete stages are skipped; --only removes and reruns remotely.
     actions = dict(plan(recipe))
     assert all(actions[s] == "skip (complete)" for s in STAGES[:-1]), actions
     marker = storage.join(remote_run, "dedup", "_SUCCESS")
-    rerun = run_recipe(recipe, from_stage="dedup")
+    storage.write_text(storage.join(remote_run, "dedup", "stale.parquet"), "not Parquet")
+    rerun = run_recipe(recipe, only="dedup")
+    assert not storage.exists(storage.join(remote_run, "dedup", "stale.parquet"))
     assert rerun["dedup"] == local["dedup"] and storage.exists(marker)
     assert _rows(remote_run, "dedup").equals(_rows(local_run, "dedup"))
 
@@ -281,9 +283,9 @@ def test_model_stages_on_s3(s3, pools, tmp_path):
 
     _, remote_pool = pools
     run = storage.join(s3, "runs", "model")
-    proxy = {"fraction": 0.3, "epochs": 1, "batch_size": 16}
+    proxy = {"base": "", "fraction": 0.3, "epochs": 1, "batch_size": 16}
     score = {"descriptors": ["loss"], "ost": "none", "text_embedding": False, "styles": False}
-    score |= {"capabilities": "none", "shards_per_group": 4, "model_batch_size": 32}
+    score |= {"capabilities": "none", "shards_per_group": 8, "model_batch_size": 32}
     path = _recipe(tmp_path, "model", remote_pool, run, proxy=proxy, score=score)
     data = yaml.safe_load(open(path))
     data.update(stages=["ingest", "proxy", "score"], subsets=[])
