@@ -17,14 +17,15 @@ sample; `ClusterAssigner` is the Ray Data operator for the distributed assignmen
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from operators import storage
 from operators.batches import (
     as_table,
     like_input,
@@ -85,22 +86,23 @@ class KMeansModel:
     config: ClusterConfig
 
     def save(self, directory: str) -> None:
-        """centroids.npy plus model.json (config and standardization), no pickles."""
-        os.makedirs(directory, exist_ok=True)
-        np.save(os.path.join(directory, "centroids.npy"), self.centroids)
+        """centroids.npy plus model.json (config and standardization), no pickles; the
+        directory may be an object-store URI."""
+        buffer = io.BytesIO()
+        np.save(buffer, self.centroids)
+        storage.write_bytes(storage.join(directory, "centroids.npy"), buffer.getvalue())
         meta = {
             "config": asdict(self.config),
             "block_mean": self.block_mean.tolist(),
             "block_std": self.block_std.tolist(),
         }
-        with open(os.path.join(directory, "model.json"), "w") as handle:
-            json.dump(meta, handle, indent=2)
+        storage.write_text(storage.join(directory, "model.json"), json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, directory: str) -> KMeansModel:
-        with open(os.path.join(directory, "model.json")) as handle:
-            meta = json.load(handle)
-        centroids = np.load(os.path.join(directory, "centroids.npy"), allow_pickle=False)
+        meta = json.loads(storage.read_text(storage.join(directory, "model.json")))
+        data = io.BytesIO(storage.read_bytes(storage.join(directory, "centroids.npy")))
+        centroids = np.load(data, allow_pickle=False)
         return cls(
             centroids,
             np.asarray(meta["block_mean"]),

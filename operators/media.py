@@ -1,15 +1,19 @@
 """Media decoding: image loading, video probing, and uniform frame sampling with PyAV.
 
 Every failure raises MediaError with a short reason (missing, empty, undecodable, no video
-stream, ...) so callers can quarantine the row instead of crashing the job.
+stream, ...) so callers can quarantine the row instead of crashing the job. Local files are
+decoded from their path; media under an object-store URI (`s3://...`) are read whole through
+`operators/storage.py` and decoded from memory (PIL and PyAV both take a file object).
 """
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 
 import numpy as np
+
+from operators import storage
 
 __all__ = [
     "MediaError",
@@ -38,22 +42,36 @@ class MediaFacts:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise MediaError(f"media file not found: {path}")
-    size = os.path.getsize(path)
+    try:
+        size = storage.size(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise MediaError(f"media file not found: {path}") from None
+    except OSError as error:
+        raise MediaError(f"media file cannot be read ({error}): {path}") from None
     if size == 0:
         raise MediaError(f"media file is empty: {path}")
     if size > MAX_MEDIA_BYTES:
         raise MediaError(f"media file is {size} bytes, over the {MAX_MEDIA_BYTES} limit: {path}")
 
 
+def _source(path: str):
+    """What a decoder opens: the local path, or the remote file's bytes as a file object."""
+    _check_file(path)
+    if not storage.is_remote(path):
+        return storage.local_path(path)
+    try:
+        return io.BytesIO(storage.read_bytes(path))
+    except OSError as error:
+        raise MediaError(f"media file cannot be read ({error}): {path}") from None
+
+
 def load_image(path: str) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (H, W, 3)."""
     from PIL import Image, UnidentifiedImageError
 
-    _check_file(path)
+    source = _source(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise MediaError(
@@ -74,11 +92,14 @@ def probe_media(path: str, media_type: str) -> MediaFacts:
     if media_type == "image":
         array = load_image(path)
         return MediaFacts(array.shape[1], array.shape[0], 1, 0.0, 0.0)
+    return _probe_video(_source(path), path)
+
+
+def _probe_video(source, path: str) -> MediaFacts:
     import av
 
-    _check_file(path)
     try:
-        with av.open(path) as container:
+        with av.open(source) as container:
             if not container.streams.video:
                 raise MediaError(f"no video stream: {path}")
             stream = container.streams.video[0]
@@ -112,11 +133,14 @@ def read_video_frames(path: str, count: int) -> tuple[np.ndarray, MediaFacts]:
     """
     import av
 
-    facts = probe_media(path, "video")
+    source = _source(path)  # remote bytes are fetched once for probing and decoding
+    facts = _probe_video(source, path)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     wanted = uniform_indices(facts.num_frames, count)
     frames: list[np.ndarray] = []
     try:
-        with av.open(path) as container:
+        with av.open(source) as container:
             stream = container.streams.video[0]
             next_wanted = 0
             for index, frame in enumerate(container.decode(stream)):

@@ -36,13 +36,13 @@ proportional to its size (largest remainder), rows ordered by SHA1(seed:id), ids
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from operators import storage
 from operators.media import MediaError
 from operators.vlm_inputs import IGNORE_INDEX, RowError, batch_rows, collate, decode_media
 from operators.vlm_inputs import encode_rows as encode_many
@@ -194,17 +194,17 @@ def stratified_target(
 
 
 def _read_ids(path: str | None) -> list[str]:
-    if not path or not os.path.exists(path):
+    if not path or not storage.exists(path):
         return []
-    with open(path) as handle:
-        return [line.strip() for line in handle if line.strip()]
+    return [line.strip() for line in storage.read_text(path).splitlines() if line.strip()]
 
 
 def target_rows(config: OstConfig) -> list[dict]:
     """The target rows V from `config.pool`, in a fixed order (see the module docstring)."""
     import pyarrow.dataset as pds
 
-    dataset = pds.dataset(config.pool, format="parquet")
+    filesystem, path = storage.filesystem(config.pool)
+    dataset = pds.dataset(path, filesystem=filesystem, format="parquet")
     keys = dataset.to_table(columns=["id", "category"])
     if config.target_ids:
         wanted = _read_ids(config.target_ids)

@@ -4,19 +4,20 @@ An input is cut into chunks (byte ranges of a JSONL file at line boundaries, or 
 groups) so that the work streams: each chunk is parsed on its own, in-process or as one Ray
 Data task, and yields (rows, quarantined). Line numbers are exact and 0-based, so an error
 names the file and line. A LLaVA JSON list is first re-written as JSONL (one element per line)
-by a streaming decoder, never loaded whole.
+by a streaming decoder, never loaded whole. Inputs are local paths or object-store URIs
+(`operators/storage.py`): a chunk is one ranged read of its bytes or its Parquet row groups.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.records import RecordOptions, RowError, normalize_llava, normalize_schema_row
 from operators.schema import quarantine_table, rows_table
 
@@ -31,6 +32,7 @@ __all__ = [
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 DEFAULT_PARQUET_ROWS = 50_000
+SCAN_BLOCK = 1 << 20  # bytes per read while cutting a JSONL file into chunks
 
 
 @dataclass(frozen=True)
@@ -47,34 +49,40 @@ class Chunk:
 
 def input_files(path: str) -> list[str]:
     """The data files of an input: the file itself, or the sorted files of a directory."""
-    if os.path.isdir(path):
-        names = sorted(os.listdir(path))
+    if storage.isdir(path):
         suffixes = (".jsonl", ".json", ".parquet")
-        return [os.path.join(path, n) for n in names if n.endswith(suffixes)]
+        return [storage.join(path, n) for n in storage.listdir(path) if n.endswith(suffixes)]
     return [path]
 
 
 def _jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[int, int, int]]:
-    """(start, end, first_line) byte ranges ending on newlines; one sequential scan."""
-    size = os.path.getsize(path)
+    """(start, end, first_line) byte ranges ending on newlines: a chunk ends after the first
+    newline at or past `start + chunk_bytes`. One sequential, block-wise scan (works on any
+    stream, an object store's included)."""
+    size = storage.size(path)
     start, line = 0, 0
-    with open(path, "rb") as handle:
+    with storage.open_input(path) as handle:
+        buffer = b""  # the file's bytes from `start` on, as far as read
         while start < size:
-            handle.seek(min(start + chunk_bytes, size))
-            handle.readline()
-            end = min(handle.tell(), size)
-            handle.seek(start)
-            newlines = handle.read(end - start).count(b"\n")
-            yield start, end, line
-            start, line = end, line + newlines
+            cut = min(start + chunk_bytes, size) - start
+            while (found := buffer.find(b"\n", cut)) < 0:
+                more = handle.read(SCAN_BLOCK)
+                if not more:
+                    break
+                buffer += more
+            length = found + 1 if found >= 0 else len(buffer)
+            yield start, start + length, line
+            start, line = start + length, line + buffer.count(b"\n", 0, length)
+            buffer = buffer[length:]
 
 
-def plan_chunks(path: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:
-    """Cut every data file of `path` (JSONL or Parquet) into chunks, numbered globally."""
+def plan_chunks(path: str | list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:
+    """Cut every data file of `path` (JSONL or Parquet; or a list of files) into chunks,
+    numbered globally."""
     chunks: list[Chunk] = []
-    for file in input_files(path):
+    for file in input_files(path) if isinstance(path, str) else path:
         if file.endswith(".parquet"):
-            rows = pq.ParquetFile(file).metadata.num_rows
+            rows = storage.parquet_file(file).metadata.num_rows
             for start in range(0, rows, DEFAULT_PARQUET_ROWS):
                 end = min(start + DEFAULT_PARQUET_ROWS, rows)
                 chunks.append(Chunk(file, "parquet", len(chunks), start, end, start))
@@ -99,9 +107,7 @@ def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> 
 
 def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
     rows, bad = [], []
-    with open(chunk.path, "rb") as handle:
-        handle.seek(chunk.start)
-        data = handle.read(chunk.end - chunk.start)
+    data = storage.read_bytes(chunk.path, chunk.start, chunk.end)
     for offset, raw_line in enumerate(data.split(b"\n")):
         line = chunk.first_line + offset
         origin = f"{chunk.path}:{line}"
@@ -128,7 +134,7 @@ def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict],
 
 
 def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
-    table = pq.read_table(chunk.path).slice(chunk.start, chunk.end - chunk.start)
+    table = _parquet_rows(chunk.path, chunk.start, chunk.end)
     rows, bad = [], []
     for offset, row in enumerate(table.to_pylist()):
         origin = f"{chunk.path}:{chunk.first_line + offset}"
@@ -138,6 +144,21 @@ def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict
             raw = json.dumps(row, default=str, ensure_ascii=False)
             bad.append(_quarantine(origin, error.reason, str(error), raw, row.get("id")))
     return rows, bad
+
+
+def _parquet_rows(path: str, start: int, end: int) -> pa.Table:
+    """Rows [start, end) of a Parquet file, reading only the row groups that hold them."""
+    meta = storage.parquet_file(path)
+    groups, first, offset = [], None, 0
+    for k in range(meta.metadata.num_row_groups):
+        count = meta.metadata.row_group(k).num_rows
+        if offset < end and offset + count > start:
+            groups.append(k)
+            first = offset if first is None else first
+        offset += count
+    if not groups:
+        return meta.schema_arrow.empty_table()
+    return meta.read_row_groups(groups).slice(start - first, end - start)
 
 
 def read_chunk(chunk: Chunk, options: RecordOptions) -> tuple[pa.Table, pa.Table]:
@@ -156,7 +177,7 @@ def iter_chunk_tables(path: str, options: RecordOptions) -> Iterator[tuple[pa.Ta
 def _iter_json_array(path: str, block: int = 1 << 20) -> Iterator[tuple[str | None, str]]:
     """Stream the elements of a top-level JSON array as (element JSON, "") or (None, error)."""
     decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8") as handle:
+    with io.TextIOWrapper(storage.open_input(path), encoding="utf-8") as handle:
         buffer, pos, eof, started = "", 0, False, False
         while True:
             while pos < len(buffer) and buffer[pos] in " \t\r\n,":
@@ -197,10 +218,8 @@ def json_array_to_jsonl(path: str, out_path: str) -> int:
     and is quarantined with its line number.
     """
     lines = 0
-    tmp = out_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
+    with storage.open_output(out_path) as binary, io.TextIOWrapper(binary, "utf-8") as out:
         for text, error in _iter_json_array(path):
             out.write((text if text is not None else f"<unreadable: {error}>") + "\n")
             lines += 1
-    os.replace(tmp, out_path)
     return lines

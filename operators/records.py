@@ -91,7 +91,7 @@ def check_media(paths: list[str], media_type: str, options: RecordOptions) -> li
             full = resolve_media_path(path, options.media_root)
         except MediaPathError as error:
             raise RowError("path_escape", str(error), media_type) from None
-        if options.check_media and "://" not in full:
+        if options.check_media:
             try:
                 probe_media(full, media_type)
             except MediaError as error:

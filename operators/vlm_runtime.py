@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from operators import storage
 from operators.vlm_inputs import Batch, InputsConfig, RowEncoding, collate, vision_token_ids
 from operators.vlm_scoring import answer_nll, attention_mass_ratios
 
@@ -90,11 +91,14 @@ class VLMRuntime:
 
         self.config = config
         self.device, self.dtype = _device_and_dtype(config)
-        local = config.local_files_only or os.path.isdir(config.model)
+        # A model directory under an object-store URI (RUN/proxy of a remote run) is copied
+        # once per node to a local cache: from_pretrained reads local directories.
+        model = storage.local_copy(config.model)
+        local = config.local_files_only or os.path.isdir(model)
         common = {"trust_remote_code": config.trust_remote_code, "local_files_only": local}
-        self.processor = AutoProcessor.from_pretrained(config.model, **common)
+        self.processor = AutoProcessor.from_pretrained(model, **common)
         self.model = AutoModelForImageTextToText.from_pretrained(
-            config.model, dtype=self.dtype, attn_implementation=config.attn_implementation, **common
+            model, dtype=self.dtype, attn_implementation=config.attn_implementation, **common
         ).to(self.device)
         self.model.eval()
         self.tokenizer = self.processor.tokenizer

@@ -9,13 +9,13 @@ input records.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.media_paths import relative_media_path
 from operators.records import RESERVED
 
@@ -25,11 +25,9 @@ SPEAKER_OF = {"user": "human", "assistant": "gpt", "system": "system"}
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    """Write `table` to `path` via a temporary file and a rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Write `table` to `path` (local or URI) via a temporary file and a rename, or as one
+    whole object on an object store (`operators/storage.py`)."""
+    storage.write_parquet(table, path)
 
 
 def row_to_llava(row: dict, media_root: str) -> dict:
@@ -57,9 +55,8 @@ def row_to_llava(row: dict, media_root: str) -> dict:
 def export_llava(rows: Iterable[dict], out_path: str, media_root: str) -> int:
     """Write rows as LLaVA JSONL (`.jsonl`) or a JSON list (`.json`). Returns the count."""
     as_list = out_path.endswith(".json")
-    tmp = f"{out_path}.tmp-{os.getpid()}"
     count = 0
-    with open(tmp, "w", encoding="utf-8") as out:
+    with storage.open_output(out_path) as binary, io.TextIOWrapper(binary, "utf-8") as out:
         if as_list:
             out.write("[\n")
         for row in rows:
@@ -71,5 +68,4 @@ def export_llava(rows: Iterable[dict], out_path: str, media_root: str) -> int:
             count += 1
         if as_list:
             out.write("\n]\n")
-    os.replace(tmp, out_path)
     return count

@@ -12,14 +12,13 @@ Output is written to a temporary folder and renamed; a rerun of a complete stage
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from operators import storage
 from operators.batches import map_actor_pool
 from operators.clustering import (
     GDO_COLUMNS,
@@ -61,7 +60,7 @@ def _compact(config: ClusterJobConfig):
 
     from operators.embeddings import TextEmbedConfig, TextEmbedder
 
-    path = os.path.join(config.run, config.input)
+    path = storage.join(config.run, config.input)
     ds = ray.data.read_parquet(path, file_extensions=["parquet"])
     names = ds.schema().names
     column = config.kmeans.embedding_column
@@ -88,7 +87,7 @@ def _sample(ds, config: ClusterConfig, total: int) -> pa.Table:
 
 def cluster(config: ClusterJobConfig) -> dict:
     """Run the cluster stage; returns its counts."""
-    out = os.path.join(config.run, "clusters")
+    out = storage.join(config.run, "clusters")
     if is_complete(out):
         return read_counts(out)
     ensure_ray()
@@ -100,13 +99,11 @@ def cluster(config: ClusterJobConfig) -> dict:
     assigned = map_actor_pool(ds, ClusterAssigner, (model,), 4096, (1, config.actors))
     assigned = assigned.select_columns(["id", "cluster", "cluster_dist"]).materialize()
     sizes = _sizes(assigned, len(model.centroids))
-    tmp = os.path.join(config.run, f".clusters.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = storage.staging_dir(out)
     final = assigned.map_batches(_AddSizes, fn_constructor_args=(sizes,), batch_format="pyarrow")
     final.write_parquet(tmp)
     model.save(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    storage.commit_dir(tmp, out)
     counts = {
         "input": total,
         "clustered": int(sizes.sum()),
@@ -146,11 +143,9 @@ def _sizes(assigned, k: int) -> np.ndarray:
 
 def load_clusters(run: str) -> tuple[pa.Table, KMeansModel]:
     """The clusters table and the model of a finished cluster stage."""
-    import pyarrow.parquet as pq
-
-    out = os.path.join(run, "clusters")
-    files = sorted(f for f in os.listdir(out) if f.endswith(".parquet"))
-    table = pa.concat_tables([pq.read_table(os.path.join(out, f)) for f in files])
+    out = storage.join(run, "clusters")
+    files = [f for f in storage.listdir(out) if f.endswith(".parquet")]
+    table = pa.concat_tables([storage.read_parquet(storage.join(out, f)) for f in files])
     return table, KMeansModel.load(out)
 
 

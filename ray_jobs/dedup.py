@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
 from operators.media import MediaError
 from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
@@ -74,7 +74,7 @@ class DedupConfig:
     partitions: int = 8  # hash-shuffle partitions for buckets and union-find rounds
 
     def input_dir(self) -> str:
-        return self.input or os.path.join(self.run, "pool")
+        return self.input or storage.join(self.run, "pool")
 
 
 def node_keys(answer_lengths: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -87,12 +87,12 @@ def node_keys(answer_lengths: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _shards(directory: str) -> list[tuple[str, int]]:
-    names = sorted(n for n in os.listdir(directory) if n.endswith(".parquet"))
+    names = [n for n in storage.listdir(directory) if n.endswith(".parquet")]
     out, offset = [], 0
     for name in names:
-        path = os.path.join(directory, name)
+        path = storage.join(directory, name)
         out.append((path, offset))
-        offset += pq.ParquetFile(path).metadata.num_rows
+        offset += storage.parquet_file(path).metadata.num_rows
     return out
 
 
@@ -118,7 +118,7 @@ def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, ...]:
 def _row_keys(batch: dict, config: DedupConfig) -> dict:
     """One shard -> per-row keys (the shard is read here so rows keep their pool index)."""
     path, offset, shard = str(batch["path"][0]), int(batch["offset"][0]), int(batch["shard"][0])
-    table = pq.read_table(path, columns=["id", "media_type", "media", "messages", "answer"])
+    table = storage.read_parquet(path, columns=["id", "media_type", "media", "messages", "answer"])
     questions, answers = row_text_arrays(table.column("messages"), table.column("answer"))
     n = table.num_rows
     answer_len = pc.utf8_length(answers).to_numpy().astype(np.int64)
@@ -141,7 +141,7 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
     compact = {k: out[k] for k in ("node", "exact", "kind")}
     compact["id"] = table.column("id")
     name = os.path.basename(path)
-    write_parquet_atomic(pa.table(compact), os.path.join(config.run, "dedup", "_keys", name))
+    write_parquet_atomic(pa.table(compact), storage.join(config.run, "dedup", "_keys", name))
     return out
 
 
@@ -203,7 +203,7 @@ def _components(edge_refs: list, partitions: int) -> tuple[np.ndarray, np.ndarra
 
 def _keys_table(path: str, config: DedupConfig) -> dict:
     name = os.path.basename(path)
-    table = pq.read_table(os.path.join(config.run, "dedup", "_keys", name))
+    table = storage.read_parquet(storage.join(config.run, "dedup", "_keys", name))
     return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
 
 
@@ -245,7 +245,7 @@ def _write_shard(batch: dict, config: DedupConfig, tables: dict) -> dict:
         schema=DEDUP_SCHEMA,
     )
     name = os.path.basename(path)
-    write_parquet_atomic(table, os.path.join(config.run, "dedup", name))
+    write_parquet_atomic(table, storage.join(config.run, "dedup", name))
     reasons = Counter(labels["dup_reason"].tolist())
     counts = {"rows": table.num_rows, "unreadable": int(labels["media_unreadable"].sum())}
     return {"counts": np.array([json.dumps({**counts, **reasons})])}
@@ -315,7 +315,7 @@ class _Clock:
 
 def dedup(config: DedupConfig) -> dict:
     """Run the dedup stage; returns counts {rows, unique, survivor, exact, near, ...}."""
-    out_dir = os.path.join(config.run, "dedup")
+    out_dir = storage.join(config.run, "dedup")
     if is_complete(out_dir):
         return read_counts(out_dir)
     import ray
@@ -373,9 +373,8 @@ def dedup(config: DedupConfig) -> dict:
     }
     result["removed"] = result["reasons"]["exact"] + result["reasons"]["near"]
     result["kept"] = result["rows"] - result["removed"]
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "_seconds.json"), "w") as handle:
-        json.dump(clock.laps, handle)  # wall time per step, beside the counts
+    # wall time per step, beside the counts
+    storage.write_text(storage.join(out_dir, "_seconds.json"), json.dumps(clock.laps))
     mark_complete(out_dir, result)
     return result
 

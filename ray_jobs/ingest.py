@@ -3,7 +3,9 @@
 Each input chunk is one Ray Data task that parses, validates (fields, media paths inside the
 root, media that decodes) and writes `pool/part-NNNNN.parquet` plus
 `quarantine/ingest-NNNNN.parquet`. Shards are written atomically and skipped on a rerun, so
-a killed ingest resumes; counts reconcile: input rows = pool rows + quarantined rows.
+a killed ingest resumes; counts reconcile: input rows = pool rows + quarantined rows. The
+input, the media root and the run may be object-store URIs: each task reads its chunk's byte
+range (or row groups) from the store and writes its shards there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from operators import storage
 from operators.readers import Chunk, input_files, json_array_to_jsonl, plan_chunks, read_chunk
 from operators.records import RecordOptions
 from operators.writers import write_parquet_atomic
@@ -32,23 +35,17 @@ class IngestConfig:
     chunk_bytes: int | None = None  # JSONL bytes per chunk (= output shard); None: by size
 
 
-def _stage_json_lists(config: IngestConfig) -> str:
-    """Rewrite any `.json` list of the input as JSONL under the run (streaming, in a task)."""
-    files = input_files(config.input)
-    if not any(f.endswith(".json") for f in files):
-        return config.input
-    staging = os.path.join(config.run, "ingest_staging")
-    os.makedirs(staging, exist_ok=True)
-    for file in files:
-        name = os.path.basename(file)
-        target = os.path.join(staging, name + "l" if name.endswith(".json") else name)
-        if os.path.exists(target):
-            continue
+def _stage_json_lists(config: IngestConfig) -> list[str]:
+    """The input's data files, each `.json` list rewritten as JSONL under the run (streaming)."""
+    files = []
+    for file in input_files(config.input):
         if file.endswith(".json"):
-            json_array_to_jsonl(file, target)
-        else:
-            os.symlink(os.path.abspath(file), target)
-    return staging
+            target = storage.join(config.run, "ingest_staging", os.path.basename(file) + "l")
+            if not storage.exists(target):
+                json_array_to_jsonl(file, target)
+            file = target
+        files.append(file)
+    return files
 
 
 def _ingest_chunks(batch: dict, options: RecordOptions, run: str) -> dict:
@@ -58,16 +55,16 @@ def _ingest_chunks(batch: dict, options: RecordOptions, run: str) -> dict:
         chunk = Chunk(**json.loads(spec))
         rows, bad = read_chunk(chunk, options)
         name = f"part-{chunk.index:05d}.parquet"
-        write_parquet_atomic(bad, os.path.join(run, "quarantine", "ingest", name))
-        write_parquet_atomic(rows, os.path.join(run, "pool", name))
+        write_parquet_atomic(bad, storage.join(run, "quarantine", "ingest", name))
+        write_parquet_atomic(rows, storage.join(run, "pool", name))
         out["index"].append(chunk.index)
         out["kept"].append(rows.num_rows)
         out["quarantined"].append(bad.num_rows)
     return out
 
 
-def _chunk_bytes(path: str, num_cpus: int) -> int:
-    total = sum(os.path.getsize(f) for f in input_files(path))
+def _chunk_bytes(files: list[str], num_cpus: int) -> int:
+    total = sum(storage.size(f) for f in files)
     return int(min(4 << 20, max(64 << 10, total // (4 * num_cpus) + 1)))
 
 
@@ -75,23 +72,20 @@ def ingest(config: IngestConfig) -> dict:
     """Run the ingest stage; returns counts {input, kept, quarantined, reasons}."""
     import ray
 
-    pool_dir = os.path.join(config.run, "pool")
+    pool_dir = storage.join(config.run, "pool")
     if is_complete(pool_dir):
         return read_counts(pool_dir)
     ensure_ray()
     source = config.source or os.path.splitext(os.path.basename(config.input.rstrip("/")))[0]
     media_root = config.media_root or (
-        config.input if os.path.isdir(config.input) else os.path.dirname(config.input) or "."
+        config.input if storage.isdir(config.input) else os.path.dirname(config.input) or "."
     )
     options = RecordOptions(media_root=media_root, source=source, check_media=config.check_media)
     num_cpus = int(ray.cluster_resources().get("CPU", 1))
-    path = _stage_json_lists(config)
-    chunks = plan_chunks(path, config.chunk_bytes or _chunk_bytes(path, num_cpus))
-    todo = [
-        c
-        for c in chunks
-        if not os.path.exists(os.path.join(pool_dir, f"part-{c.index:05d}.parquet"))
-    ]
+    files = _stage_json_lists(config)
+    chunks = plan_chunks(files, config.chunk_bytes or _chunk_bytes(files, num_cpus))
+    written = set(storage.listdir(pool_dir))
+    todo = [c for c in chunks if f"part-{c.index:05d}.parquet" not in written]
     if todo:
         items = [{"chunk": json.dumps(asdict(c))} for c in todo]
         ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
@@ -103,7 +97,7 @@ def ingest(config: IngestConfig) -> dict:
 def _finish(run: str, chunks: list[Chunk]) -> dict:
     """Sum the per-shard counts from the written files and mark the stage complete."""
     names = [f"part-{chunk.index:05d}.parquet" for chunk in chunks]
-    pool, quarantine = os.path.join(run, "pool"), os.path.join(run, "quarantine", "ingest")
+    pool, quarantine = storage.join(run, "pool"), storage.join(run, "quarantine", "ingest")
     return finish_sharded_stage(pool, quarantine, names)
 
 

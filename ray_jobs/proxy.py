@@ -4,19 +4,23 @@ Without `--base`, a tiny Qwen2-VL is built offline first (its BPE tokenizer trai
 slice's text) in `DIR/proxy_base/`. The warmed model goes to `DIR/proxy/` with the ids it
 trained on (`train_ids.txt`, so evaluations can hold them out) and a `_SUCCESS` marker
 holding the training metrics; a rerun with the marker present does nothing. The
-`score` stage uses `DIR/proxy/` unless given another proxy.
+`score` stage uses `DIR/proxy/` unless given another proxy. Under a remote run (`s3://...`)
+the tiny base is built in a local folder and uploaded to `DIR/proxy_base/`, the Ray Train
+worker copies the base it starts from to a local cache, checkpoints go to `DIR/proxy_train/`
+through Ray Train's storage, and the warmed model is uploaded to `DIR/proxy/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
+import tempfile
 import time
 from dataclasses import asdict, replace
 
 import pyarrow as pa
 
+from operators import storage
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts
 from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
 from training.warmup import WarmupConfig, warm_up
@@ -40,7 +44,7 @@ def slice_pool(run: str, config: WarmupConfig, seed: int):
     same pool and seed give the same slice (and the same held-out `train_ids.txt`)."""
     import ray
 
-    ds = ray.data.read_parquet(os.path.join(run, "pool"), file_extensions=["parquet"])
+    ds = ray.data.read_parquet(storage.join(run, "pool"), file_extensions=["parquet"])
     ds = ds.map_batches(_slice_key, fn_kwargs={"seed": seed}, batch_format="pyarrow")
     ds = ds.filter(expr=f"_slice_key < {float(config.fraction)!r}")
     ds = ds.sort("_slice_key").limit(config.max_rows)
@@ -49,25 +53,38 @@ def slice_pool(run: str, config: WarmupConfig, seed: int):
 
 def proxy_warmup(run: str, config: WarmupConfig | None = None) -> dict:
     """Warm the proxy up for `run`; returns the metrics (read back if already complete)."""
-    out = os.path.join(run, "proxy")
+    out = storage.join(run, "proxy")
     if is_complete(out):
         return read_counts(out)
     ensure_ray()
     config = config or WarmupConfig(base="")
     dataset = slice_pool(run, config, config.seed)
     if not config.base:
-        base = os.path.join(run, "proxy_base")
-        if not os.path.exists(os.path.join(base, "config.json")):
+        base = storage.join(run, "proxy_base")
+        if not storage.exists(storage.join(base, "config.json")):
             texts = [m["content"] for r in dataset.take_all() for m in r["messages"]]
-            build_tiny_qwen2_vl(base, TinyConfig(seed=config.seed), texts=texts)
+            _build_base(base, TinyConfig(seed=config.seed), texts)
         config = replace(config, base=base)
-    metrics = warm_up(dataset, config, out, os.path.join(run, "proxy_train"))
+    metrics = warm_up(dataset, config, out, storage.join(run, "proxy_train"))
     ids = sorted(str(i) for i in dataset.to_pandas()["id"])
-    with open(os.path.join(out, "train_ids.txt"), "w") as handle:
-        handle.write("\n".join(ids) + "\n")
+    storage.write_text(storage.join(out, "train_ids.txt"), "\n".join(ids) + "\n")
     metrics = {**metrics, "base": config.base, "config": asdict(config)}
     mark_complete(out, metrics)
     return metrics
+
+
+def _build_base(base: str, tiny: TinyConfig, texts: list[str]) -> None:
+    """Build the tiny base model in `base` (built locally and uploaded for a remote run)."""
+    if not storage.is_remote(base):
+        build_tiny_qwen2_vl(base, tiny, texts=texts)
+        return
+    with tempfile.TemporaryDirectory() as local:
+        model = storage.join(local, "model")
+        build_tiny_qwen2_vl(model, tiny, texts=texts)
+        config = storage.read_bytes(storage.join(model, "config.json"))
+        storage.remove(storage.join(model, "config.json"))
+        storage.upload_dir(model, base)
+        storage.write_bytes(storage.join(base, "config.json"), config)  # last: marks it whole
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from operators import storage
 from ray_jobs.rundir import stage_line
 
 __all__ = ["build_report", "main"]
@@ -77,15 +77,13 @@ def _plt():
 
 
 def _read(run: str, stage: str, columns=None):
-    path = os.path.join(run, stage)
-    if not os.path.isdir(path):
-        return None
-    files = sorted(f for f in os.listdir(path) if f.endswith(".parquet"))
+    path = storage.join(run, stage)
+    files = [f for f in storage.listdir(path) if f.endswith(".parquet")]
     if not files:
         return None
-    schema_names = pq.read_schema(os.path.join(path, files[0])).names
+    schema_names = storage.read_schema(storage.join(path, files[0])).names
     wanted = [c for c in columns if c in schema_names] if columns else None
-    return pq.read_table(path, columns=wanted)
+    return storage.read_parquet(path, columns=wanted)
 
 
 def _pool_section(run: str) -> str:
@@ -100,10 +98,10 @@ def _pool_section(run: str) -> str:
         ax.set_title(column)
         ax.tick_params(axis="x", rotation=30)
     parts = [_figure_html(fig, f"Pool composition ({pool.num_rows} rows)")]
-    qdir = os.path.join(run, "quarantine")
-    if os.path.isdir(qdir):
+    qdir = storage.join(run, "quarantine")
+    if storage.isdir(qdir):
         rows = []
-        for stage in sorted(os.listdir(qdir)):
+        for stage in storage.listdir(qdir):
             table = _read(qdir, stage, ["reason"])
             if table is not None and table.num_rows:
                 for item in table.column("reason").value_counts().to_pylist():
@@ -172,16 +170,16 @@ def _dedup_section(run: str) -> str:
 
 
 def _subset_section(run: str, pool_categories: dict) -> str:
-    root = os.path.join(run, "subsets")
-    if not os.path.isdir(root) or not os.listdir(root):
+    root = storage.join(run, "subsets")
+    names = storage.listdir(root)
+    if not names:
         return "<p>No subset has been selected.</p>"
     rows = []
-    for name in sorted(os.listdir(root)):
-        manifest_path = os.path.join(root, name, "manifest.json")
-        if not os.path.exists(manifest_path):
+    for name in names:
+        manifest_path = storage.join(root, name, "manifest.json")
+        if not storage.exists(manifest_path):
             continue
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
+        manifest = json.loads(storage.read_text(manifest_path))
         per_category = manifest.get("counts", {}).get("category", {})
         total = sum(per_category.values()) or 1
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(per_category.items()))
@@ -202,22 +200,22 @@ def _subset_section(run: str, pool_categories: dict) -> str:
 
 
 def _read_metrics(path: str) -> list[dict]:
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
+    lines = storage.read_text(path).splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
     return [r for r in records if "accuracy_mean" in r]
 
 
 def _curves_section(run: str) -> tuple[str, list]:
     """Mean held-out accuracy against samples seen per run; final figures per category."""
-    root = os.path.join(run, "train")
-    if not os.path.isdir(root):
+    root = storage.join(run, "train")
+    if not storage.isdir(root):
         return "<p>No training run.</p>", []
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     finals = []
-    for name in sorted(os.listdir(root)):
-        path = os.path.join(root, name, "metrics.jsonl")
-        evals = _read_metrics(path) if os.path.exists(path) else []
+    for name in storage.listdir(root):
+        path = storage.join(root, name, "metrics.jsonl")
+        evals = _read_metrics(path) if storage.exists(path) else []
         if not evals:
             continue
         seen = [r["samples_seen"] for r in evals]
@@ -301,15 +299,18 @@ def build_report(run: str) -> str:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
         "img{max-width:100%}</style></head><body>"
-        f"<h1>mmcurate report: {html.escape(os.path.basename(os.path.abspath(run)))}</h1>"
+        f"<h1>mmcurate report: {html.escape(_run_name(run))}</h1>"
         f"{body}</body></html>"
     )
-    path = os.path.join(run, "report.html")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(page)
-    os.replace(tmp, path)
+    path = storage.join(run, "report.html")
+    storage.write_text(path, page)
     return path
+
+
+def _run_name(run: str) -> str:
+    if storage.is_remote(run):
+        return run.rstrip("/").rsplit("/", 1)[-1]
+    return os.path.basename(os.path.abspath(storage.local_path(run)))
 
 
 def main(argv: list[str] | None = None) -> int:

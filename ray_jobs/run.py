@@ -3,18 +3,18 @@
 Stages write a completion marker last, so a killed run resumes where it stopped. `--from
 STAGE` reruns that stage and all after it (their outputs are removed first); `--only STAGE`
 reruns one stage; `--dry-run` prints the resolved recipe and the plan without running.
-Also `ray job submit --working-dir . -- python -m ray_jobs.run RECIPE` on a cluster.
+Also `ray job submit --working-dir . -- python -m ray_jobs.run RECIPE` on a cluster, where
+`input`, `media_root` and `run` may be object-store URIs (docs/storage.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import time
 
 import yaml
 
+from operators import storage
 from ray_jobs.config_loading import to_plain
 from ray_jobs.recipe import Recipe, load_recipe
 from ray_jobs.rundir import ensure_ray, stage_line
@@ -47,11 +47,8 @@ def plan(recipe: Recipe, from_stage: str | None = None, only: str | None = None)
 
 
 def _write_resolved(recipe: Recipe) -> None:
-    os.makedirs(recipe.run, exist_ok=True)
-    tmp = os.path.join(recipe.run, "config.yaml.tmp")
-    with open(tmp, "w") as handle:
-        yaml.safe_dump(to_plain(recipe), handle, sort_keys=False)
-    os.replace(tmp, os.path.join(recipe.run, "config.yaml"))
+    text = yaml.safe_dump(to_plain(recipe), sort_keys=False)
+    storage.write_text(storage.join(recipe.run, "config.yaml"), text)
 
 
 def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None = None) -> dict:
@@ -66,7 +63,7 @@ def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None =
             continue
         if action == "rerun":
             for path in stage_outputs(recipe, name):
-                shutil.rmtree(path, ignore_errors=True)
+                storage.remove(path)
         started = time.time()
         results[name] = STAGES[name](recipe)
         print(stage_line(name, results[name], started), flush=True)

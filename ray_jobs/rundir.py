@@ -1,7 +1,9 @@
 """Run directories: completion markers, counts files and the local Ray session.
 
 A stage writes its outputs under temporary names, renames them when complete, and writes
-`_SUCCESS` (with its counts) last; a rerun skips a stage or shard whose marker exists.
+`_SUCCESS` (with its counts) last; a rerun skips a stage or shard whose marker exists. A run
+directory is a local path or an object-store URI (`operators/storage.py`): on a store the
+outputs are whole objects and `_SUCCESS`, written last, is what makes a stage complete.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import os
 import time
 from collections import Counter
+
+from operators import storage
 
 __all__ = [
     "ensure_ray",
@@ -25,23 +29,18 @@ MARKER = "_SUCCESS"
 
 def mark_complete(directory: str, counts: dict) -> None:
     """Write the completion marker of `directory`, holding the stage's counts as JSON."""
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{MARKER}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(counts, handle, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, MARKER))
+    text = json.dumps(counts, indent=2, sort_keys=True)
+    storage.write_text(storage.join(directory, MARKER), text)
 
 
 def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
     """Count a sharded stage's outputs from the written files (shard NAME in both folders),
     mark both folders complete and return {input, kept, quarantined, reasons, shards}."""
-    import pyarrow.parquet as pq
-
     kept = quarantined = 0
     reasons: Counter = Counter()
     for name in names:
-        kept += pq.ParquetFile(os.path.join(kept_dir, name)).metadata.num_rows
-        bad = pq.read_table(os.path.join(quarantine_dir, name), columns=["reason"])
+        kept += storage.parquet_file(storage.join(kept_dir, name)).metadata.num_rows
+        bad = storage.read_parquet(storage.join(quarantine_dir, name), columns=["reason"])
         quarantined += bad.num_rows
         reasons.update(bad.column("reason").to_pylist())
     counts = {
@@ -57,12 +56,11 @@ def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -
 
 
 def is_complete(directory: str) -> bool:
-    return os.path.exists(os.path.join(directory, MARKER))
+    return storage.exists(storage.join(directory, MARKER))
 
 
 def read_counts(directory: str) -> dict:
-    with open(os.path.join(directory, MARKER)) as handle:
-        return json.load(handle)
+    return json.loads(storage.read_text(storage.join(directory, MARKER)))
 
 
 def stage_line(stage: str, counts: dict, started: float) -> str:

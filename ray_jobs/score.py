@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.motion import MotionConfig, describe_media
 from operators.schema import QUARANTINE_SCHEMA
 from operators.writers import write_parquet_atomic
@@ -49,7 +49,7 @@ class ScoreConfig:
     batch_size: int = 32  # rows per CPU descriptor batch
 
     def input_dir(self) -> str:
-        return self.input or os.path.join(self.run, "pool")
+        return self.input or storage.join(self.run, "pool")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def score_steps(config: ScoreConfig) -> list[ScoreStep]:
 
 def _read_shard(batch: dict) -> pa.Table:
     path, shard = str(batch["path"][0]), int(batch["shard"][0])
-    table = pq.read_table(path)
+    table = storage.read_parquet(path)
     table = table.append_column("_shard", pa.array([shard] * table.num_rows, pa.int64()))
     return table.append_column("_pos", pa.array(range(table.num_rows), pa.int64()))
 
@@ -123,9 +123,9 @@ def _write_shard(table: pa.Table, name: str, run: str) -> None:
     good = table if failed is None else table.filter(pc.invert(failed))
     bad = None if failed is None else table.filter(failed)
     quarantine = _quarantine(bad) if bad is not None else QUARANTINE_SCHEMA.empty_table()
-    write_parquet_atomic(quarantine, os.path.join(run, "quarantine", STAGE, name))
+    write_parquet_atomic(quarantine, storage.join(run, "quarantine", STAGE, name))
     drop = [c for c in (*INTERNAL, "score_error") if c in good.column_names]
-    write_parquet_atomic(good.drop_columns(drop), os.path.join(run, "scored", name))
+    write_parquet_atomic(good.drop_columns(drop), storage.join(run, "scored", name))
 
 
 def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: ScoreConfig):
@@ -146,7 +146,7 @@ def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: Sco
         if tables:
             table = pa.concat_tables(tables)
         else:
-            table = _empty_like(pq.read_schema(paths[shard]), steps)
+            table = _empty_like(storage.read_schema(paths[shard]), steps)
         _write_shard(table, os.path.basename(paths[shard]), config.run)
 
 
@@ -161,22 +161,21 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
 
 
 def _finish(run: str, names: list[str]) -> dict:
-    scored, quarantine = os.path.join(run, "scored"), os.path.join(run, "quarantine", STAGE)
+    scored, quarantine = storage.join(run, "scored"), storage.join(run, "quarantine", STAGE)
     return finish_sharded_stage(scored, quarantine, names)
 
 
 def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
     """Run the stage (resuming per shard); returns counts {input, kept, quarantined, reasons}."""
-    scored_dir = os.path.join(config.run, "scored")
+    scored_dir = storage.join(config.run, "scored")
     if is_complete(scored_dir):
         return read_counts(scored_dir)
     ensure_ray()
     steps = score_steps(config) if steps is None else steps
-    names = sorted(n for n in os.listdir(config.input_dir()) if n.endswith(".parquet"))
+    names = [n for n in storage.listdir(config.input_dir()) if n.endswith(".parquet")]
+    written = set(storage.listdir(scored_dir))
     todo = [
-        (k, os.path.join(config.input_dir(), n))
-        for k, n in enumerate(names)
-        if not os.path.exists(os.path.join(scored_dir, n))
+        (k, storage.join(config.input_dir(), n)) for k, n in enumerate(names) if n not in written
     ]
     size = max(1, config.shards_per_group)
     for start in range(0, len(todo), size):

@@ -12,18 +12,15 @@ inputs, config and seed give byte-identical outputs.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import is_complete, mark_complete, read_counts, stage_line
 from selection.baselines import (
@@ -113,25 +110,25 @@ class SelectJobConfig:
 
 
 def _read_dir(path: str, columns: set[str] | None) -> pa.Table | None:
-    files = sorted(glob.glob(os.path.join(path, "*.parquet")))
+    files = [storage.join(path, n) for n in storage.listdir(path) if n.endswith(".parquet")]
     if not files:
         return None
     tables = []
     for f in files:
-        names = pq.read_schema(f).names
+        names = storage.read_schema(f).names
         keep = [c for c in names if columns is None or c in columns or c.startswith("cap_")]
-        tables.append(pq.read_table(f, columns=keep))
+        tables.append(storage.read_parquet(f, columns=keep))
     return pa.concat_tables(tables, promote_options="default")
 
 
 def load_pool(run: str) -> tuple[pa.Table, dict]:
     """scored/ joined with dedup/ and clusters/ when present, sorted by id."""
-    pool = _read_dir(os.path.join(run, "scored"), READ)
+    pool = _read_dir(storage.join(run, "scored"), READ)
     if pool is None:
         raise FileNotFoundError(f"no Parquet shards under {run}/scored")
     joined = {}
     for name, cols in JOINS.items():
-        side = _read_dir(os.path.join(run, name), {"id", *cols})
+        side = _read_dir(storage.join(run, name), {"id", *cols})
         joined[name] = side is not None
         if side is None:
             continue
@@ -251,10 +248,9 @@ def composition_of(values: np.ndarray) -> dict:
 
 def run_select(cfg: SelectJobConfig) -> dict:
     """Run one selection; returns the counts written to the subset's _SUCCESS marker."""
-    out = os.path.join(cfg.run, "subsets", cfg.subset_name)
+    out = storage.join(cfg.run, "subsets", cfg.subset_name)
     if is_complete(out) and not cfg.force:
-        with open(os.path.join(out, "manifest.json")) as handle:
-            previous = json.load(handle)["job"]
+        previous = json.loads(storage.read_text(storage.join(out, "manifest.json")))["job"]
         if previous != _job_record(cfg):
             raise FileExistsError(
                 f"{out} was built with another config; pass --force to rebuild or --name"
@@ -270,8 +266,7 @@ def run_select(cfg: SelectJobConfig) -> dict:
     )
     subset = apply_order(pool, subset, order, seed=cfg.seed)
     manifest = _manifest(cfg, mconfig, pool, joined, subset, order)
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = storage.staging_dir(out)
     ids = pc.take(pool.column("id"), pa.array(subset.rows))
     table = pa.table(
         {
@@ -280,14 +275,13 @@ def run_select(cfg: SelectJobConfig) -> dict:
             "stage": pa.array(subset.stage.astype(str).tolist(), pa.string()),
         }
     )
-    write_parquet_atomic(table, os.path.join(tmp, "subset.parquet"))
+    write_parquet_atomic(table, storage.join(tmp, "subset.parquet"))
     if subset.flagged is not None:
         flagged = pool.select(["id", "ost_utility"]).take(pa.array(subset.flagged))
-        write_parquet_atomic(flagged, os.path.join(tmp, "flagged.parquet"))
-    with open(os.path.join(tmp, "manifest.json"), "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True, default=_jsonable)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+        write_parquet_atomic(flagged, storage.join(tmp, "flagged.parquet"))
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable)
+    storage.write_text(storage.join(tmp, "manifest.json"), text)
+    storage.commit_dir(tmp, out)
     counts = {
         "pool": pool.num_rows,
         "selected": manifest["selected"]["rows"],

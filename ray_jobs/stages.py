@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from operators import storage
 from ray_jobs.recipe import Recipe, select_config, train_config
 from ray_jobs.rundir import is_complete
 
@@ -221,7 +222,7 @@ STAGES = {
 def stage_outputs(recipe: Recipe, name: str) -> list[str]:
     """The directories (or files) a stage writes, removed before a rerun."""
     run = recipe.run
-    join = os.path.join
+    join = storage.join
     if name == "select":
         return [join(run, "subsets", select_config(recipe, s).subset_name) for s in recipe.subsets]
     if name == "train":

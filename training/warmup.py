@@ -13,12 +13,14 @@ with `save_pretrained`, so descriptors load it like any checkpoint.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from operators import storage
 from operators.media import MediaError
 from operators.vlm_inputs import (
     InputsConfig,
@@ -85,9 +87,10 @@ def train_proxy(rows: list[dict], config: WarmupConfig, out_dir: str) -> dict:
 
     torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
-    processor = AutoProcessor.from_pretrained(config.base, local_files_only=True)
+    base = storage.local_copy(config.base)  # a base under an object-store URI: copied once
+    processor = AutoProcessor.from_pretrained(base, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(
-        config.base, dtype=torch.float32, local_files_only=True
+        base, dtype=torch.float32, local_files_only=True
     )
     model.train()
     inputs = InputsConfig(num_frames=config.num_frames)
@@ -145,22 +148,31 @@ def train_loop_per_worker(loop_config: dict) -> None:
         )
 
 
-def warm_up(dataset, config: WarmupConfig, out_dir: str, storage: str) -> dict:
+def warm_up(dataset, config: WarmupConfig, out_dir: str, storage_path: str) -> dict:
     """Run the warm-up under Ray Train's TorchTrainer on one CPU worker (GPU on a cluster with
-    `use_gpu`), and copy the reported model to `out_dir` atomically; return the metrics."""
-    import shutil
+    `use_gpu`), and copy the reported model to `out_dir` atomically; return the metrics.
 
+    `out_dir` and `storage_path` may be object-store URIs: Ray Train writes its checkpoints
+    through the URI's pyarrow filesystem, and the model is uploaded to `out_dir`."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    if not storage.is_remote(storage_path):
+        storage_path = os.path.abspath(storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=asdict(config),
         scaling_config=ScalingConfig(num_workers=1, use_gpu=False),
-        run_config=RunConfig(name="proxy_warmup", storage_path=os.path.abspath(storage)),
+        run_config=RunConfig(name="proxy_warmup", storage_path=storage_path),
         datasets={"train": dataset},
     )
     result = trainer.fit()
+    if storage.is_remote(out_dir):
+        with tempfile.TemporaryDirectory() as tmp:
+            result.checkpoint.to_directory(tmp)
+            storage.remove(out_dir)
+            storage.upload_dir(tmp, out_dir)
+        return dict(result.metrics)
     tmp = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     result.checkpoint.to_directory(tmp)
