@@ -153,28 +153,37 @@ def _mean(arms: dict, name: str) -> float | None:
     return arms.get(name, {}).get("mean", (None, None))[0]
 
 
-def _claim(text: str, holds: bool | None, reason: str) -> str:
+def _claim(text: str, holds: bool | None, measured: str, weak: bool, reason: str) -> str:
+    """One verdict line. With a full-pool arm that did not learn (weak), no direction counts."""
     if holds is None:
         return f"- {text}: not measured (an arm was not run or its subset is empty)."
-    return f"- {text}: {'reproduced' if holds else 'NOT reproduced'}." + (
-        "" if holds else f" {reason}"
-    )
+    if weak:
+        direction = "matches" if holds else "does not match"
+        return f"- {text}: inconclusive ({measured}; the direction {direction}). {reason}"
+    if holds:
+        return f"- {text}: reproduced ({measured})."
+    return f"- {text}: NOT reproduced ({measured}). {reason}"
+
+
+def _fmt_mean(arms: dict, name: str) -> str:
+    value = _mean(arms, name)
+    return f"{name} {value:.3f}" if value is not None else f"{name} -"
 
 
 def verdicts(arms: dict, chance: dict) -> list[str]:
-    """Each paper's claim against the measured means, said plainly either way."""
+    """Each paper's claim against the measured means, said plainly either way; when the
+    full-pool arm ends within two seed std of chance every claim is called inconclusive."""
     full = _mean(arms, "full")
     std = [arms[a]["mean"][1] or 0.0 for a in arms]
     noise = float(np.mean(std)) if std else 0.0
     weak = full is not None and full - chance["mean"] < 2 * max(noise, 0.01)
     reason = (
-        "Likely reason: the full-pool arm ends only "
-        f"{(full or 0) - chance['mean']:+.3f} above chance ({chance['mean']:.3f}), within about "
-        f"two seed std ({noise:.3f}) — the tiny model has barely learned the mixed synthetic "
-        "task at this budget, so arms differ mostly by noise."
+        f"The full-pool arm ends {(full or 0) - chance['mean']:+.3f} from chance "
+        f"({chance['mean']:.3f}), within two seed std ({noise:.3f}): the tiny model has not "
+        "learned the mixed synthetic task at this budget, so arms differ by noise."
         if weak
-        else "The tiny model and the synthetic task may not reflect the paper's setting "
-        "(a 7B model on real instruction data)."
+        else "Likely reason: the tiny model and the synthetic task do not reflect the paper's "
+        "setting (a 7B model on real instruction data)."
     )
 
     def ge(a, b, factor=1.0):
@@ -185,42 +194,51 @@ def verdicts(arms: dict, chance: dict) -> list[str]:
         x, y = _mean(arms, a), _mean(arms, b)
         return None if x is None or y is None else x > y
 
+    def pair(a, b):
+        return f"{_fmt_mean(arms, a)} vs {_fmt_mean(arms, b)}"
+
     mmssr, over_random = ge("mmssr-30", "full", 0.99), above("mmssr-30", "random-30")
     mmssr = None if mmssr is None or over_random is None else mmssr and over_random
     gdo_arms = [a for a in arms if a.startswith("gdo-") and "-" not in a[4:]]
-    reductions = [arms[a]["reduction"][0] for a in gdo_arms]
-    reductions = [r for r in reductions if r is not None]
-    gdo = (max(reductions, default=0.0) >= 2.0) if gdo_arms else None
-    return [
-        _claim(
-            "mmSSR 30% >= 99% of full and above random 30% (mmSSR: 99.1% vs 95.8%)", mmssr, reason
+    reductions = {a: arms[a]["reduction"][0] for a in gdo_arms}
+    reached = [r for r in reductions.values() if r is not None]
+    gdo = (max(reached, default=0.0) >= 2.0) if gdo_arms else None
+    gdo_text = ", ".join(
+        f"{a} {'never' if r is None else f'{r:.2f}x'}" for a, r in reductions.items()
+    )
+    claims = [
+        (
+            "mmSSR 30% >= 99% of full and above random 30% (mmSSR: 99.1% vs 95.8%)",
+            mmssr,
+            f"{pair('mmssr-30', 'full')} vs {_fmt_mean(arms, 'random-30')}",
         ),
-        _claim(
+        (
             "a GDO subset reaches the full-pool peak with >= 2x fewer samples (GDO: 14.5-19.2x)",
             gdo,
-            reason,
+            gdo_text,
         ),
-        _claim(
+        (
             "OST top-20% above full when the pool has wrong answers (OST: +8.8)",
             above("ost-20", "full"),
-            reason,
+            pair("ost-20", "full"),
         ),
-        _claim(
+        (
             "curriculum above reverse curriculum",
             above("gdo-temp+-curriculum", "gdo-temp+-reverse"),
-            reason,
+            pair("gdo-temp+-curriculum", "gdo-temp+-reverse"),
         ),
-        _claim(
+        (
             "GRPO above SFT on PISM medium + hard rows (same rows, same start)",
             above("pism-mh-grpo", "pism-mh-sft"),
-            reason,
+            pair("pism-mh-grpo", "pism-mh-sft"),
         ),
-        _claim(
+        (
             "GRPO above SFT on CMAB medium + hard rows (same rows, same start)",
             above("cmab-mh-grpo", "cmab-mh-sft"),
-            reason,
+            pair("cmab-mh-grpo", "cmab-mh-sft"),
         ),
     ]
+    return [_claim(text, holds, measured, weak, reason) for text, holds, measured in claims]
 
 
 def _pm(stat, digits: int = 3, scale: float = 1.0) -> str:
@@ -331,6 +349,15 @@ def _settings_text(settings: dict) -> str:
     return f"Settings: {shown}. Pool defects: {DEFECT_RATES}. Category weights: {CATEGORY_WEIGHTS}."
 
 
+def _wall_text(wall: dict) -> str:
+    runs = wall["invocations"]
+    parts = ", ".join(f"{w['total']:.0f} s (pipeline {w['pipeline']:.0f} s)" for w in runs)
+    return (
+        f"Wall time: {sum(w['total'] for w in runs):.0f} s over {len(runs)} invocation(s): "
+        f"{parts}; a rerun reuses finished stages and training runs."
+    )
+
+
 def write_outputs(cfg, results: dict) -> None:
     """OUT/results.json, OUT/quality.md, the plots; the run's report gets the section; the
     README (when configured) gets the table between its quality markers."""
@@ -342,8 +369,7 @@ def write_outputs(cfg, results: dict) -> None:
             results["table"],
             f"Difficulty labels of the scored pool: {results['labels']}.",
             "\n".join(results["verdicts"]),
-            f"Wall time: pipeline {results['wall_s']['pipeline']:.0f}s, "
-            f"total {results['wall_s']['total']:.0f}s.",
+            _wall_text(results["wall_s"]),
         ]
     )
     with open(os.path.join(out, "quality.md"), "w") as handle:

@@ -46,10 +46,15 @@ def test_verdicts_say_not_reproduced():
         "ost-20": arm(0.6),
     }
     lines = verdicts(arms, {"mean": 0.2})
-    assert "mmSSR" in lines[0] and "NOT reproduced" in lines[0]
-    assert "GDO" in lines[1] and lines[1].endswith("reproduced.")
-    assert "OST" in lines[2] and lines[2].endswith("reproduced.")
+    assert "mmSSR" in lines[0] and "NOT reproduced" in lines[0] and "mmssr-30 0.400" in lines[0]
+    assert "GDO" in lines[1] and ": reproduced (gdo-temp+ 3.00x)" in lines[1]
+    assert "OST" in lines[2] and ": reproduced (ost-20 0.600 vs full 0.500)" in lines[2]
     assert "not measured" in lines[3]
+    # a full-pool arm within two seed std of chance makes every claim inconclusive
+    arms["full"] = arm(0.21, std=0.02)
+    lines = verdicts(arms, {"mean": 0.2})
+    assert all("inconclusive" in line for line in lines[:3])
+    assert "direction matches" in lines[2] and "does not match" in lines[0]
 
 
 def test_readme_section_is_replaced(tmp_path):
