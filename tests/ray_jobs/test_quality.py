@@ -93,7 +93,12 @@ def test_tiny_benchmark_end_to_end(ray_session, tmp_path):
     assert len(table) == 2 + len(expected) + 1  # header, rule, arms, chance
     assert all(line.count("|") == table[0].count("|") for line in table)
     full = results["arms"]["full"]
-    assert full["percent_of_full"][0] == pytest.approx(100.0)
+    metrics = (tmp_path / "q/arms/full/s0/metrics.jsonl").read_text().splitlines()
+    evals = [json.loads(x) for x in metrics if '"eval"' in x]
+    assert len(evals) == 1 + cfg.evaluations  # step 0, then evenly spaced
+    assert full["mean"][0] == pytest.approx(evals[-1]["accuracy_mean"])
+    if full["mean"][0] > 0:  # "% of full" is undefined when the full arm scores 0
+        assert full["percent_of_full"][0] == pytest.approx(100.0)
     manifest = json.load(open(tmp_path / "q/run/subsets/random-30-s0/manifest.json"))
     assert results["arms"]["random-30"]["rows"] == manifest["selected"]["rows"]
     assert 0.0 < results["chance"]["mean"] < 1.0
