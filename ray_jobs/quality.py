@@ -102,7 +102,7 @@ class QualityConfig:
             raise ValueError(f"unknown arm(s) {unknown}; choose from {[a.name for a in ARMS]}")
         chosen = [a for a in ARMS if a.name in names]
         needed = {a.subset for a in chosen if a.subset} - {a.name for a in chosen}
-        return [a for a in ARMS if a.name in needed] + chosen
+        return [a for a in ARMS if a.name in needed or a in chosen]  # in ARMS order
 
 
 def pipeline_recipe(cfg: QualityConfig) -> dict:
