@@ -16,27 +16,11 @@ import shutil
 
 import numpy as np
 
+from training.evaluate import read_metrics
+
 __all__ = ["chance_accuracy", "summarize_results", "verdicts", "write_outputs"]
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
-
-
-def _evals(out: str) -> list[dict]:
-    path = os.path.join(out, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
-    return [r for r in records if r.get("event") == "eval" and "accuracy_mean" in r]
-
-
-def _rewards(out: str) -> list[float]:
-    path = os.path.join(out, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
-    return [r["reward"] for r in records if r.get("event") == "train" and "reward" in r]
 
 
 def chance_accuracy(heldout_pool: str, heldout_ids: list[str]) -> dict:
@@ -74,7 +58,8 @@ def label_counts(out: str) -> dict:
 
 
 def _per_seed(run: dict, full: dict | None) -> dict:
-    evals = _evals(run["loop"]["out"])
+    records = read_metrics(os.path.join(run["loop"]["out"], "metrics.jsonl"))  # read once
+    evals = [r for r in records if r.get("event") == "eval" and "accuracy_mean" in r]
     if not evals:
         return {"evaluations": 0}
     final = evals[-1]
@@ -86,7 +71,7 @@ def _per_seed(run: dict, full: dict | None) -> dict:
         "wall_s": run["wall_s"],
         "rows": run["rows"],
     }
-    rewards = _rewards(run["loop"]["out"])
+    rewards = [r["reward"] for r in records if r.get("event") == "train" and "reward" in r]
     if rewards:
         out["reward_first"], out["reward_last"] = rewards[0], float(np.mean(rewards[-3:]))
     if full and full.get("curve"):
