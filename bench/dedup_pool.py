@@ -63,15 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         "copies in the original's media_cluster:",
         {k: f"{media_found[k]}/{media_total[k]}" for k in media_total},
     )
-    clusters = collections.defaultdict(set)
+    clusters = collections.defaultdict(dict)
     for i, r in rows.items():
         if r["media_cluster"] is not None:
-            clusters[r["media_cluster"]].add(render_key(i))
+            clusters[r["media_cluster"]].setdefault(render_key(i), root[i])
     mixed = [c for c in clusters.values() if len(c) > 1]
     print(
         f"media clusters {len(clusters)}; holding more than one distinct rendered picture "
         f"{len(mixed)} ({sum(len(c) for c in mixed)} distinct pictures in them)"
     )
+    for cluster in mixed:
+        specs = [sp._spec(0, int(i[4:])) for i in cluster.values()]
+        shown = ("category", "word", "font_scale", "dy", "values", "objects", "direction")
+        print("   mixed cluster:", [{k: s[k] for k in shown if k in s} for s in specs])
     removed = [r for r in rows.values() if not r["dup_keep"]]
     wrong = [r for r in removed if root[r["id"]] != root[r["dup_cluster"]]]
     same_picture = sum(render_key(r["id"]) == render_key(r["dup_cluster"]) for r in wrong)

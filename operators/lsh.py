@@ -4,10 +4,10 @@ Records are (key, node) rows: one per (row, band) for MinHash bands and bit-samp
 per row for exact SHA1 keys. A hash of the key picks one of `partitions` groups; each group is
 sorted by key in NumPy, and every bucket of equal keys becomes a star of edges to its smallest
 node. Buckets whose members must also have copies of the same media are verified against a
-fingerprint table (node -> kind, pHash words, thumbnail; operators/phash.py) that every
-partition reads from the object store: an edge is kept only when the two media are copies
-(grid-LSH collisions are candidates only; MinHash band collisions are the LSH candidates
-themselves, as `datasketch.MinHashLSH.query` returns them).
+fingerprint table (node -> kind, pHash words, thumbnail and grey block map;
+operators/phash.py) that every partition reads from the object store: an edge is kept only
+when the two media are copies (grid-LSH collisions are candidates only; MinHash band
+collisions are the LSH candidates themselves, as `datasketch.MinHashLSH.query` returns them).
 """
 
 from __future__ import annotations
@@ -104,10 +104,16 @@ def _close(table: dict, pm, pa, scale: float, config: MediaHashConfig) -> np.nda
     words = np.stack([table[f"w{k}"] for k in range(HASH_WORDS)], axis=1)
     bits = np.where(km == KIND_IMAGE, 64, 64 * min(config.frames, HASH_WORDS))[:, None]
     ham = hamming(words[pm][:, None, :], words[pa][None, :, :])
-    thumbs = table["thumb"].astype(np.int16)
-    diff = np.abs(thumbs[pm][:, None, :] - thumbs[pa][None, :, :]).mean(axis=-1)
+    pixels = table["thumb"].astype(np.int16)
+    diff = np.abs(pixels[pm][:, None, :] - pixels[pa][None, :, :])
+    colour = config.colour_size()
+    thumb_diff, block_diff = diff[..., :colour].mean(axis=-1), diff[..., colour:].max(axis=-1)
     limit = np.where(km == KIND_IMAGE, config.max_thumb_image, config.max_thumb_video)[:, None]
-    ok = (ham <= config.max_phash * scale * bits) & (diff <= limit * scale)
+    ok = (
+        (ham <= config.max_phash * scale * bits)
+        & (thumb_diff <= limit * scale)
+        & (block_diff <= config.max_block * scale)
+    )
     return text_only | (media & ok)
 
 

@@ -1,6 +1,6 @@
 """Media fingerprints of images and videos, and LSH keys over them.
 
-A fingerprint is two descriptors per frame (`frames` uniformly sampled video frames; an image
+A fingerprint is three descriptors per frame (`frames` uniformly sampled video frames; an image
 is one frame, repeated to the same length):
 - pHash (Zauner 2010, "Implementation and Benchmarking of Perceptual Image Hash Functions"):
   gray -> 32x32 (area resampling) -> 2-D DCT -> the 8x8 lowest frequencies -> one bit per
@@ -10,8 +10,14 @@ is one frame, repeated to the same length):
   median of the DCT block sits among near-zero coefficients, so pHash bits of a re-encoded
   copy flip (video copies of the synthetic pool: up to 34% of the bits) while distinct
   pictures with the same layout get the same bits.
-Two media are copies when both distances are small: pHash Hamming <= `max_phash` of the bits
-and thumbnail mean absolute difference <= `max_thumb_image` / `max_thumb_video` grey levels.
+- a grey block map: gray -> `block` x `block` (area resampling), uint8. The colour thumbnail
+  averages a small local change away (a chart's bar one step taller moves an 8x8 thumbnail by
+  about 1 grey level, no more than re-encoding does); the block map keeps it in one cell, and
+  the cell's difference is compared by its maximum, which resizing and JPEG noise (spread
+  thinly over every cell) do not reach.
+Two media are copies when all three distances are small: pHash Hamming <= `max_phash` of the
+bits, thumbnail mean absolute difference <= `max_thumb_image` / `max_thumb_video` grey levels
+and block-map maximum absolute difference <= `max_block` grey levels.
 bench/media_hash.py measures both distributions on the synthetic pool (docs/dedup.md).
 
 Candidates come from grid LSH on the thumbnail (an L1 LSH, as in Datar et al. 2004 with
@@ -33,6 +39,7 @@ from operators.minhash import mix64
 __all__ = [
     "HASH_WORDS",
     "MediaHashConfig",
+    "gray_blocks",
     "grid_keys",
     "hamming",
     "media_hash",
@@ -51,17 +58,23 @@ class MediaHashConfig:
     frames: int = 4  # key frames per video (<= 4), sampled uniformly
     thumb: int = 8  # colour thumbnail side in pixels (thumb x thumb x 3 per frame)
     max_phash: float = 0.4  # copies: pHash Hamming distance / bits at most this
-    max_thumb_image: float = 5.0  # copies: image thumbnail mean |difference| (grey levels)
-    max_thumb_video: float = 2.0  # copies: the same for videos (4 frames average out noise)
+    max_thumb_image: float = 2.0  # copies: image thumbnail mean |difference| (grey levels)
+    max_thumb_video: float = 0.75  # copies: the same for videos (4 frames average out noise)
+    block: int = 16  # grey block map side in pixels (block x block per frame)
+    max_block: float = 16.0  # copies: largest |difference| of one block-map cell (grey levels)
     near_text_scale: float = 0.0  # share of those limits for near-identical text (0: same media)
     bands: int = 16  # grid-LSH bands
     rows: int = 8  # thumbnail values read per band
     step: float = 32.0  # grid-LSH quantization step (grey levels)
     seed: int = 7  # seed of the sampled positions and offsets
 
-    def thumb_size(self) -> int:
-        """Bytes of a thumbnail fingerprint (all frames)."""
+    def colour_size(self) -> int:
+        """Bytes of the colour thumbnails (all frames): the first part of a fingerprint."""
         return min(self.frames, HASH_WORDS) * self.thumb * self.thumb * 3
+
+    def thumb_size(self) -> int:
+        """Bytes of a fingerprint's pixel part: colour thumbnails, then grey block maps."""
+        return self.colour_size() + min(self.frames, HASH_WORDS) * self.block * self.block
 
 
 def phash_frame(rgb: np.ndarray) -> int:
@@ -83,11 +96,27 @@ def thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
     return np.clip(np.rint(small), 0, 255).astype(np.uint8).ravel()
 
 
+def gray_blocks(rgb: np.ndarray, side: int) -> np.ndarray:
+    """RGB (H, W, 3) uint8 -> (side * side,) uint8 grey block map by area resampling."""
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    small = cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA)
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8).ravel()
+
+
+def _pixels(frames: list[np.ndarray], config: MediaHashConfig) -> np.ndarray:
+    """The pixel part of a fingerprint: every frame's thumbnail, then every frame's blocks."""
+    colour = [thumbnail(frame, config.thumb) for frame in frames]
+    return np.concatenate(colour + [gray_blocks(frame, config.block) for frame in frames])
+
+
 def media_hash(
     path: str, media_type: str, config: MediaHashConfig
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """(kind, words, thumbs): kind 1 image / 2 video, HASH_WORDS uint64 pHash words (unused
-    words are 0) and the colour thumbnails of `frames` frames (an image repeats its one).
+    """(kind, words, pixels): kind 1 image / 2 video, HASH_WORDS uint64 pHash words (unused
+    words are 0) and the pixel part (`MediaHashConfig.thumb_size` bytes: colour thumbnails,
+    then grey block maps) of `frames` frames (an image repeats its one).
 
     Raises `operators.media.MediaError` for media that cannot be decoded.
     """
@@ -96,14 +125,13 @@ def media_hash(
     if media_type == "image":
         image = load_image(path)
         words[0] = phash_frame(image)
-        return KIND_IMAGE, words, np.tile(thumbnail(image, config.thumb), count)
+        return KIND_IMAGE, words, _pixels([image] * count, config)
     frames, _ = read_video_frames(path, count)
     # Fewer frames than asked: repeat the last, so every video hash has the same length.
     picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     for k, index in enumerate(picks):
         words[k] = phash_frame(frames[index])
-    thumbs = np.concatenate([thumbnail(frames[index], config.thumb) for index in picks])
-    return KIND_VIDEO, words, thumbs
+    return KIND_VIDEO, words, _pixels([frames[index] for index in picks], config)
 
 
 def _popcount64(x: np.ndarray) -> np.ndarray:
@@ -119,7 +147,7 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _grid(config: MediaHashConfig) -> tuple[np.ndarray, np.ndarray]:
     """(positions, offsets), each (bands, rows): the thumbnail values each band reads."""
     rng = np.random.default_rng(config.seed)
-    positions = rng.integers(0, config.thumb_size(), (config.bands, config.rows))
+    positions = rng.integers(0, config.colour_size(), (config.bands, config.rows))
     return positions, rng.uniform(0, config.step, (config.bands, config.rows))
 
 

@@ -4,9 +4,10 @@ One global job over the pool's Parquet shards:
 1. per shard (a Ray Data task): row keys. Each row gets a node key that orders rows by the
    survivor policy (longest answer first, then pool order), GDO's exact key
    SHA1(question|||answer), MinHash band keys of instruction + answer text (one compiled pass
-   per shard, operators/minhash_kernel.py), and a fingerprint of its first media (pHash +
-   colour thumbnail, operators/phash.py). The key blocks stay in the object store.
-2. media LSH: grid-LSH bands hash-shuffled by Ray tasks, candidate pairs verified on both
+   per shard, operators/minhash_kernel.py), and a fingerprint of its first media (pHash,
+   colour thumbnail and grey block map, operators/phash.py). The key blocks stay in the
+   object store.
+2. media LSH: grid-LSH bands hash-shuffled by Ray tasks, candidate pairs verified on the
    fingerprint distances (a table of the media rows' fingerprints in the object store),
    components by the distributed union-find -> `media_cluster` (copies of one picture or
    video, whatever their text).
@@ -98,7 +99,7 @@ def _shards(directory: str) -> list[tuple[str, int]]:
 
 def _media_of(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, ...]:
     """(kind, words, thumbs): kind 0 no media, 1 image, 2 video, -1 unreadable; pHash words
-    (n, HASH_WORDS); colour thumbnails (n, thumb_size) uint8 (zeros without media)."""
+    (n, HASH_WORDS); pixel parts (n, thumb_size) uint8 (zeros without media)."""
     n = table.num_rows
     kinds, words = np.zeros(n, np.int8), np.zeros((n, HASH_WORDS), np.uint64)
     thumbs = np.zeros((n, config.media.thumb_size() if config.near_media else 0), np.uint8)

@@ -1,7 +1,7 @@
 """Rendering of the synthetic pool's media: shapes, bar charts, words, moving-object videos.
 
-Every picture is a pure function of its parameters, so a duplicate can re-render its original
-(for a resized / re-encoded copy) without reading files. Objects are large and motion is
+Every picture is a pure function of its parameters, so a duplicate re-renders its original
+and resizes it (a resized / re-encoded copy) without reading files. Objects are large and motion is
 clear (radius 14-20 px, 5 px per frame on 64x64) so a ~1M-parameter VLM can learn each task
 (ARCHITECTURE.md section 6).
 """
@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "COLORS",
     "SHAPES",
+    "resize",
     "render_chart",
     "render_shapes",
     "render_video_frames",
@@ -106,6 +107,13 @@ def render_video_frames(
         moved = {**obj, "x": obj["x"] + dx * t, "y": obj["y"] + dy * t}
         frames.append(render_shapes([moved], size, background))
     return np.stack(frames)
+
+
+def resize(pixels: np.ndarray, size: int) -> np.ndarray:
+    """An image (H, W, 3) or frames (T, H, W, 3) resized to size x size (bilinear)."""
+    if pixels.ndim == 4:
+        return np.stack([resize(frame, size) for frame in pixels])
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
 
 
 def save_image(array: np.ndarray, path: str, quality: int | None = None) -> None:

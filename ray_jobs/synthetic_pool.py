@@ -346,6 +346,9 @@ def edit_words(text: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
+COPY_SIZE = 80  # side of a media copy (the original is sm.SIZE)
+
+
 def render(spec: dict, size: int = sm.SIZE) -> np.ndarray:
     """The spec's media: (H, W, 3) for images, (T, H, W, 3) for videos."""
     category = spec["category"]
@@ -361,13 +364,17 @@ def render(spec: dict, size: int = sm.SIZE) -> np.ndarray:
 
 
 def _write_media(spec: dict, root: str, rel: str, copy: bool = False) -> None:
+    """The spec's media file; a copy is the same pixels resized to 80 px and re-encoded
+    (JPEG quality 85; H.264 crf 28 instead of 18)."""
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    pixels = render(spec)
+    if copy:
+        pixels = sm.resize(pixels, COPY_SIZE)
     if spec["category"] in ("temporal", "static_video"):
-        frames = render(spec, 80 if copy else sm.SIZE)
-        sm.save_video(frames, path, crf=28 if copy else 18)
+        sm.save_video(pixels, path, crf=28 if copy else 18)
     else:
-        sm.save_image(render(spec, 80 if copy else sm.SIZE), path, quality=85 if copy else None)
+        sm.save_image(pixels, path, quality=85 if copy else None)
 
 
 def _media_rel(spec: dict, i: int, kind: str = "") -> str:
