@@ -18,6 +18,7 @@ from operators.minhash import MinHashConfig
 from operators.motion import MotionConfig
 from operators.phash import MediaHashConfig
 from operators.pism import PismConfig
+from operators.vllm_generation import VllmConfig
 from ray_jobs.config_loading import ConfigError, build_config, load_yaml
 from training.warmup import WarmupConfig
 
@@ -48,6 +49,10 @@ class ScoreSection:
     descriptors: tuple[str, ...] = ("loss", "temporal", "stability", "pism", "cmab")
     pism: PismConfig = field(default_factory=PismConfig)
     prompted_temporal: bool = False  # GDO's Temporal/Static prompt (instruction-tuned proxy)
+    # stability and prompted temporal on: "hf" (the actor pool, any machine) or "vllm"
+    # (ray.data.llm engines on GPUs; `vllm` holds their settings, model "" = RUN/proxy)
+    generation_backend: str = "hf"
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
     text_model: str | None = None  # sentence model directory; None: the bundled MiniLM
     styles: bool = True  # rule-based mmSSR interaction styles
@@ -131,6 +136,11 @@ def load_recipe(path: str) -> Recipe:
         media_root=absolute(recipe.media_root),
         proxy=proxy,
     )
+    if recipe.score.generation_backend not in ("hf", "vllm"):
+        raise ConfigError(
+            f"{path}: score.generation_backend: {recipe.score.generation_backend!r} is not "
+            "'hf' or 'vllm'"
+        )
     for where, specs, build in (
         ("subsets", recipe.subsets, select_config),
         ("train", recipe.train, train_config),

@@ -9,9 +9,10 @@ a rerun skips every shard already written; `_SUCCESS` with the counts comes at t
 `input = scored + quarantined` holds per shard and in total.
 
 A step is one `map_batches` over pyarrow batches: a function (CPU tasks) or a callable class
-run by an actor pool (model-based descriptors, `num_gpus` per actor). Steps see a `score_error`
-column and pass rows that already failed through untouched. Adding a descriptor is one more
-`ScoreStep` in `score_steps`.
+run by an actor pool (model-based descriptors, `num_gpus` per actor); or, with `on_dataset`, a
+Dataset -> Dataset transform that keeps one row per row (the vLLM generation descriptors,
+operators/vllm_generation.py). Steps see a `score_error` column and pass rows that already
+failed through untouched. Adding a descriptor is one more `ScoreStep` in `score_steps`.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ScoreStep:
     batch_size: int | None = 32
     actors: tuple[int, int] | None = None  # (min, max) actor pool size for a class
     num_gpus: float = 0.0  # GPUs per task / actor
+    on_dataset: bool = False  # fn(dataset, **fn_kwargs) -> dataset instead of map_batches
 
 
 def score_steps(config: ScoreConfig) -> list[ScoreStep]:
@@ -83,6 +85,8 @@ def _read_shard(batch: dict) -> pa.Table:
 def _apply(dataset, step: ScoreStep):
     import ray
 
+    if step.on_dataset:
+        return step.fn(dataset, **step.fn_kwargs)
     options = {"batch_size": step.batch_size, "batch_format": "pyarrow"}
     if step.num_gpus:
         options["num_gpus"] = step.num_gpus
@@ -156,7 +160,8 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
     table = table.append_column("_shard", pa.array([], pa.int64()))
     table = table.append_column("_pos", pa.array([], pa.int64()))
     for step in steps:
-        table = step.fn(table, **step.fn_kwargs) if not isinstance(step.fn, type) else table
+        plain_function = not (isinstance(step.fn, type) or step.on_dataset)
+        table = step.fn(table, **step.fn_kwargs) if plain_function else table
     return table
 
 

@@ -7,6 +7,7 @@ run` skips it on a rerun and resumes a killed run at the first incomplete stage.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from operators import storage
@@ -62,15 +63,17 @@ def score_steps_for(recipe: Recipe) -> list:
     section = recipe.score
     steps = score_steps(ScoreConfig(recipe.run, cpu=section.cpu))
     actors = (section.actors[0], section.actors[-1])
-    if section.descriptors:
+    on_vllm = section.generation_backend == "vllm" and "stability" in section.descriptors
+    hf_groups = tuple(g for g in section.descriptors if not (on_vllm and g == "stability"))
+    if hf_groups:
         runtime = RuntimeConfig(
             model=os.path.join(recipe.run, "proxy"), max_rows=section.model_batch_size
         )
         config = DescriptorConfig(
             runtime,
-            descriptors=section.descriptors,
+            descriptors=hf_groups,
             pism=section.pism,
-            prompted_temporal=section.prompted_temporal,
+            prompted_temporal=section.prompted_temporal and not on_vllm,
         )
         steps.append(
             ScoreStep(
@@ -82,6 +85,8 @@ def score_steps_for(recipe: Recipe) -> list:
                 num_gpus=section.num_gpus,
             )
         )
+    if on_vllm:
+        steps.append(_vllm_step(recipe))
     if section.ost != "none":
         steps.append(_ost_step(recipe, actors))
     if section.text_embedding:
@@ -119,6 +124,21 @@ def score_steps_for(recipe: Recipe) -> list:
             )
         )
     return steps
+
+
+def _vllm_step(recipe: Recipe):
+    """Stability (and the prompted temporal demand) sampled by vLLM engines on GPUs."""
+    from operators import storage
+    from operators.vllm_generation import generation_descriptors
+    from ray_jobs.score import ScoreStep
+
+    section = recipe.score
+    # An s3:// / gs:// model is downloaded to each engine's node by ray.data.llm itself.
+    model = section.vllm.model or storage.join(recipe.run, "proxy")
+    config = dataclasses.replace(
+        section.vllm, model=model, prompted_temporal=section.prompted_temporal
+    )
+    return ScoreStep("generation", generation_descriptors, {"config": config}, on_dataset=True)
 
 
 def _ost_step(recipe: Recipe, actors: tuple[int, int]):

@@ -44,3 +44,19 @@ def test_autoscaler_cluster_yaml():
         sum(t.get("max_workers", 0) for n, t in types.items() if n != "head")
         <= (config["max_workers"])
     )
+
+
+def test_the_cluster_recipe_the_rayjob_submits_loads_and_plans(tmp_path):
+    from ray_jobs.recipe import load_recipe
+    from ray_jobs.stages import score_steps_for
+
+    job = yaml.safe_load((CONFIGS / "kuberay-rayjob.yaml").read_text())
+    recipe_path = job["spec"]["entrypoint"].split()[-1]
+    assert recipe_path == "configs/recipe-cluster.yaml"
+    recipe = load_recipe(str(CONFIGS.parent / recipe_path))
+    assert recipe.run.startswith("s3://") and recipe.input.startswith("s3://")
+    assert recipe.score.num_gpus == 1 and recipe.score.generation_backend == "vllm"
+    steps = {step.name: step for step in score_steps_for(recipe)}
+    assert steps["model_descriptors"].num_gpus == 1
+    assert steps["generation"].fn_kwargs["config"].model == recipe.run + "/proxy"
+    assert all(spec.get("use_gpu") for spec in recipe.train)

@@ -81,3 +81,31 @@ def test_plan_skips_complete_stages_and_honours_from_and_only(tmp_path):
     assert only["report"] == "rerun" and only["ingest"] == "skip (not selected)"
     with pytest.raises(SystemExit):
         plan(recipe, only="nope")
+
+
+def test_generation_backend_is_checked_and_vllm_takes_stability_off_the_hf_actors(tmp_path):
+    from ray_jobs.stages import score_steps_for
+
+    base = {"name": "r", "input": "p.jsonl", "run": "run"}
+    bad = _write(tmp_path, {**base, "score": {"generation_backend": "vlm"}})
+    with pytest.raises(ConfigError, match="score.generation_backend: 'vlm'") as caught:
+        load_recipe(bad)
+    assert bad in str(caught.value)
+    score = {"generation_backend": "vllm", "prompted_temporal": True, "vllm": {"samples": 3}}
+    recipe = load_recipe(_write(tmp_path, {**base, "score": score}))
+    steps = {step.name: step for step in score_steps_for(recipe)}
+    hf = steps["model_descriptors"].fn_constructor_kwargs["config"]
+    assert "stability" not in hf.descriptors and "loss" in hf.descriptors
+    assert hf.prompted_temporal is False  # asked by the engines instead
+    generation = steps["generation"]
+    assert generation.on_dataset and list(steps).index("generation") > list(steps).index(
+        "model_descriptors"
+    )
+    config = generation.fn_kwargs["config"]
+    assert config.model == str(tmp_path / "run" / "proxy") and config.samples == 3
+    assert config.prompted_temporal is True and config.trust_remote_code is False
+    default = load_recipe(_write(tmp_path, base))
+    names = [step.name for step in score_steps_for(default)]
+    assert "generation" not in names
+    hf = next(s for s in score_steps_for(default) if s.name == "model_descriptors")
+    assert "stability" in hf.fn_constructor_kwargs["config"].descriptors
