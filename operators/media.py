@@ -129,26 +129,33 @@ def uniform_indices(num_frames: int, count: int) -> list[int]:
 def read_video_frames(path: str, count: int) -> tuple[np.ndarray, MediaFacts]:
     """Decode `count` uniformly sampled RGB frames, shape (T, H, W, 3), and the video's facts.
 
-    Decoding stops after the last wanted frame, so only the needed prefix is read.
+    One open and one decoding pass when the container states its frame count (MP4 does);
+    otherwise the frames are counted first. Decoding stops after the last wanted frame, so
+    only the needed prefix is read.
     """
     import av
 
     source = _source(path)  # remote bytes are fetched once for probing and decoding
-    facts = _probe_video(source, path)
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    wanted = uniform_indices(facts.num_frames, count)
-    frames: list[np.ndarray] = []
     try:
         with av.open(source) as container:
+            if not container.streams.video:
+                raise MediaError(f"no video stream: {path}")
             stream = container.streams.video[0]
-            next_wanted = 0
-            for index, frame in enumerate(container.decode(stream)):
-                while next_wanted < len(wanted) and wanted[next_wanted] == index:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    next_wanted += 1
-                if next_wanted == len(wanted):
-                    break
+            total = int(stream.frames or 0)
+            if total:
+                frames = _decode_wanted(container, stream, uniform_indices(total, count))
+                fps = float(stream.average_rate or 0.0)
+                height, width = frames[0].shape[:2] if frames else (0, 0)
+                facts = MediaFacts(width, height, total, fps, total / fps if fps else 0.0)
+        if not total:  # no frame count in the container: count by decoding, then decode
+            facts = _probe_video(source, path)
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            with av.open(source) as container:
+                stream = container.streams.video[0]
+                frames = _decode_wanted(container, stream, uniform_indices(facts.num_frames, count))
+    except MediaError:
+        raise
     except (av.FFmpegError, OSError, ValueError) as error:
         raise MediaError(
             f"video cannot be decoded ({type(error).__name__}: {error}): {path}"
@@ -156,3 +163,16 @@ def read_video_frames(path: str, count: int) -> tuple[np.ndarray, MediaFacts]:
     if not frames:
         raise MediaError(f"video has no decodable frame: {path}")
     return np.stack(frames), facts
+
+
+def _decode_wanted(container, stream, wanted: list[int]) -> list[np.ndarray]:
+    """RGB arrays of the frames at the sorted indices `wanted` (an index may repeat)."""
+    frames: list[np.ndarray] = []
+    next_wanted = 0
+    for index, frame in enumerate(container.decode(stream)):
+        while next_wanted < len(wanted) and wanted[next_wanted] == index:
+            frames.append(frame.to_ndarray(format="rgb24"))
+            next_wanted += 1
+        if next_wanted == len(wanted):
+            break
+    return frames
