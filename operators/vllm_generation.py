@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from operators import storage
+from operators.model_descriptors import TEMPORAL_PROMPT, prompted_temporal_value
 from operators.vlm_inputs import PLACEHOLDER, RowError, split_turns
 from operators.vlm_scoring import word_jaccard
 
@@ -51,11 +52,6 @@ __all__ = [
 
 ROW_BLOB, ROW_KEY, REQUEST = "_row_blob", "_row_key", "_request"
 SKIP = "skip:"  # REQUEST prefix of a placeholder request; the rest is the reason ("" = failed)
-TEMPORAL_PROMPT = (
-    "Here is a question about a video: {question}\n"
-    "Does answering it require understanding how the video changes over time? "
-    "Answer Temporal or Static."
-)
 
 
 @dataclass(frozen=True)
@@ -174,8 +170,6 @@ def _placeholder(key: str, blob: bytes, reason: str, config: VllmConfig) -> dict
 
 def descriptors_from_replies(replies: list[dict], is_video: bool) -> dict:
     """{stability, temporal_prompted, error} from one row's replies ({_request, text, error})."""
-    from operators.model_descriptors import prompted_temporal_value
-
     samples = [r["text"] for r in replies if r[REQUEST].startswith("stability") and not r["error"]]
     pairs = list(itertools.combinations(samples, 2))
     stability = float(np.mean([word_jaccard(a, b) for a, b in pairs])) if pairs else float("nan")
