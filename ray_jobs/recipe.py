@@ -49,7 +49,7 @@ class ScoreSection:
     pism: PismConfig = field(default_factory=PismConfig)
     prompted_temporal: bool = False  # GDO's Temporal/Static prompt (instruction-tuned proxy)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
-    text_model: str | None = None  # sentence model directory; None: the bundled MiniLM
+    text_model: str | None = None  # sentence model directory or URI; None: bundled MiniLM
     styles: bool = True  # rule-based mmSSR interaction styles
     capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
     ost: str = "first_order"  # OST one-step utility: "first_order", "exact" or "none"
