@@ -108,9 +108,13 @@ def select_config(recipe: Recipe, spec: dict, where: str = "subsets"):
 
 
 def train_config(recipe: Recipe, spec: dict, where: str = "train"):
-    from ray_jobs.train import TrainJobConfig
+    from ray_jobs.train import PLACEHOLDERS, TrainJobConfig
 
-    return build_config(TrainJobConfig, {**spec, "run": recipe.run}, where)
+    data = {**spec, "run": recipe.run}
+    for section in ("sft", "grpo"):  # model / rows / out are the job's to fill in
+        if isinstance(data.get(section), dict):
+            data[section] = {**PLACEHOLDERS, **data[section]}
+    return build_config(TrainJobConfig, data, where)
 
 
 def load_recipe(path: str) -> Recipe:
