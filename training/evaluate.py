@@ -8,7 +8,8 @@ generation reproduces the answer (ARCHITECTURE.md section 6: agreed on every che
 models whose tokenization of an answer is not unique.
 
 Training appends one JSON line per evaluation to `RUN/train/NAME/metrics.jsonl`
-(samples_seen, step, loss, accuracy per category, mean accuracy, wall time), so the samples
+(samples_seen, step, loss, accuracy per category, mean accuracy, wall time; under an
+object-store URI the log is rewritten whole at each line), so the samples
 needed to reach a reference can be read off (GDO's peak-match figure); `summarize` adds the
 mmSSR "% of full" figure when a full-data run exists.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from operators import storage
 from operators.media import MediaError
 from operators.vlm_inputs import InputsConfig, RowError, decode_media, encode_row
 from training.rewards import normalize_answer
@@ -34,6 +36,8 @@ __all__ = [
     "evaluate",
     "read_metrics",
     "summarize",
+    "truncate_metrics",
+    "write_metrics",
 ]
 
 
@@ -105,8 +109,18 @@ def evaluate(runtime, data: EvalSet, mode: str = "teacher_forced") -> dict:
     }
 
 
+def _lines(records: list[dict]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
 def append_metrics(path: str, record: dict) -> None:
-    """Append one JSON line (flushed and fsynced, so a killed run keeps what it wrote)."""
+    """Append one JSON line (flushed and fsynced, so a killed run keeps what it wrote). An
+    object cannot be appended to: under a URI the whole log is rewritten (one GET and one PUT
+    of a small object), so the log holds every line or the previous version, never half."""
+    if storage.is_remote(path):
+        old = storage.read_text(path) if storage.exists(path) else ""
+        storage.write_text(path, old + _lines([record]))
+        return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "a") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -114,25 +128,32 @@ def append_metrics(path: str, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def write_metrics(path: str, records: list[dict]) -> None:
+    """Write a whole log (atomically: a renamed file locally, one object remotely)."""
+    if storage.is_remote(path):
+        storage.write_text(path, _lines(records))
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(_lines(records))
+    os.replace(tmp, path)
+
+
 def read_metrics(path: str, max_step: int | None = None) -> list[dict]:
     """The metrics log's records (those with step <= max_step when given)."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return []
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
+    records = [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
     return [r for r in records if max_step is None or r.get("step", 0) <= max_step]
 
 
 def truncate_metrics(path: str, max_step: int) -> None:
     """Drop records of steps after `max_step` (a resumed run rewrites them from its
     checkpoint); max_step < 0 drops everything (a fresh run)."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return
     records = [r for r in read_metrics(path) if max_step >= 0 and r.get("step", 0) <= max_step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    os.replace(tmp, path)
+    write_metrics(path, records)
 
 
 def summarize(metrics_path: str, reference_path: str | None = None) -> dict:

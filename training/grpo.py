@@ -18,18 +18,21 @@ resumes from `ray.train.get_checkpoint()`: TRL's global step, optimizer and RNG 
 the subset's order continue, and log lines written after the checkpoint are dropped. A
 callback on rank 0 evaluates held-out rows every `eval_every` prompts and appends them, with
 TRL's logged mean reward, to `OUT/metrics.jsonl`; `record_ids` logs each step's prompt ids
-per rank to `OUT/steps/rank-R.jsonl`. The final model goes to `OUT/model/`.
+per rank to `OUT/steps/rank-R.jsonl`. The final model goes to `OUT/model/`. OUT may be an
+object-store URI: logs and the model go through operators/storage.py, TRL's own saves to a
+local folder (`_hf_output_dir`) and from there to the bucket as Ray Train checkpoints.
 vLLM generation is a switch for GPU workers only; it is not exercised by the tests (no GPU).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-import pyarrow.parquet as pq
-
+from operators import storage
 from operators.vlm_inputs import PLACEHOLDER, InputsConfig, decode_media, split_turns
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 from training.evaluate import append_metrics, encode_rows, evaluate, truncate_metrics
@@ -44,9 +47,10 @@ __all__ = ["GrpoConfig", "LoadedRuntime", "grpo_dataset", "run_grpo", "train_loo
 class GrpoConfig:
     """One GRPO run. Group size, temperature and beta as in the PISM / CMAB scripts."""
 
-    model: str  # local directory of a HF image-text-to-text model (e.g. the SFT stage output)
+    model: str  # HF image-text-to-text model directory (e.g. the SFT stage output; a URI
+    # is copied to a local cache)
     rows: str  # Parquet of the GRPO rows in order (training/data.py)
-    out: str  # RUN/train/NAME (or RUN/train/NAME/grpo in the hierarchical plan)
+    out: str  # RUN/train/NAME (or RUN/train/NAME/grpo in the hierarchical plan); local or URI
     heldout: str = ""  # Parquet of held-out rows; "" = no evaluation
     rewards: tuple[str, ...] = ("accuracy",)  # names in training.rewards.REWARDS
     num_generations: int = 8  # completions per prompt (the group)
@@ -119,8 +123,8 @@ def _eval_callback(config: GrpoConfig, processor, world: int):
     inputs = InputsConfig(config.num_frames, video_as_frames=True)
     heldout = None
     if config.heldout:
-        heldout = encode_rows(processor, pq.read_table(config.heldout), inputs)
-    path = os.path.join(config.out, "metrics.jsonl")
+        heldout = encode_rows(processor, storage.read_parquet(config.heldout), inputs)
+    path = storage.join(config.out, "metrics.jsonl")
     per_step = config.prompts_per_step * world
     started = time.time()
 
@@ -195,7 +199,7 @@ def _grpo_args(config: GrpoConfig, use_cpu: bool, suppress: list[int]):
 
     return GRPOConfig(
         generation_kwargs={"suppress_tokens": suppress},
-        output_dir=os.path.join(config.out, "hf"),
+        output_dir=_hf_output_dir(config.out),
         per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         num_generations=config.num_generations,
         temperature=config.temperature,
@@ -240,7 +244,7 @@ def _trainer_class(config: GrpoConfig):
 
     if not config.record_ids:
         return GRPOTrainer
-    path = os.path.join(config.out, "steps", f"rank-{_rank()}.jsonl")
+    path = storage.join(config.out, "steps", f"rank-{_rank()}.jsonl")
 
     class RecordingGRPOTrainer(GRPOTrainer):
         """Appends {step, ids} of every generation batch this rank samples (each prompt
@@ -258,10 +262,10 @@ def _on_resume(config: GrpoConfig, resume: str | None, world: int) -> None:
     """Drop log lines written after the checkpoint (this run rewrites them) and, on rank 0,
     log where the run picked up. Without a checkpoint the logs start empty."""
     step = resumed_step(resume)
-    truncate_metrics(os.path.join(config.out, "steps", f"rank-{_rank()}.jsonl"), step - 1)
+    truncate_metrics(storage.join(config.out, "steps", f"rank-{_rank()}.jsonl"), step - 1)
     if _rank() != 0:
         return
-    metrics = os.path.join(config.out, "metrics.jsonl")
+    metrics = storage.join(config.out, "metrics.jsonl")
     truncate_metrics(metrics, step)
     if resume is not None:
         seen = step * config.prompts_per_step * world
@@ -280,14 +284,15 @@ def train_loop_per_worker(config: dict) -> dict:
     torch.set_num_threads(cfg.threads)
     in_ray, world = _ray_context()
     use_cpu = not torch.cuda.is_available()
-    processor = AutoProcessor.from_pretrained(cfg.model, local_files_only=True)
+    model_dir = storage.local_copy(cfg.model)
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor's
     # batch, which must then be left-padded too (else Qwen2-VL's rope index misaligns).
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(
-        cfg.model, local_files_only=True, dtype=torch.float32 if use_cpu else torch.bfloat16
+        model_dir, local_files_only=True, dtype=torch.float32 if use_cpu else torch.bfloat16
     )
-    dataset, skipped = grpo_dataset(pq.read_table(cfg.rows).to_pylist(), cfg.num_frames)
+    dataset, skipped = grpo_dataset(storage.read_parquet(cfg.rows).to_pylist(), cfg.num_frames)
     resume = latest_checkpoint(in_ray)
     _on_resume(cfg, resume, world)
     trainer = _trainer_class(cfg)(
@@ -324,17 +329,22 @@ def _ray_context() -> tuple[bool, int]:
 
 
 def _save_final(trainer, processor, config: GrpoConfig) -> None:
-    import shutil
-
     model = trainer.model
     if config.lora_rank:
         model = model.merge_and_unload()
-    folder = os.path.join(config.out, "model")
-    tmp = folder + ".tmp"
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with storage.output_dir(storage.join(config.out, "model")) as folder:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+
+def _hf_output_dir(out: str) -> str:
+    """Where TRL saves its checkpoints before the report callback hands them to Ray Train:
+    OUT/hf, or for an object-store OUT a local folder named after it (the workers of one
+    node share it, as they share OUT/hf on a local run)."""
+    if not storage.is_remote(out):
+        return os.path.join(out, "hf")
+    digest = hashlib.sha1(out.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "mmcurate-hf", digest)
 
 
 def run_grpo(config: GrpoConfig, num_workers: int = 2, use_gpu: bool = False, name="grpo"):

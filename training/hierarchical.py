@@ -13,13 +13,13 @@ stage), so one curve shows the whole plan.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.evaluate import append_metrics, read_metrics
+from operators import storage
+from training.evaluate import read_metrics, write_metrics
 
 __all__ = ["HierarchicalConfig", "merge_metrics", "split_stages"]
 
@@ -61,17 +61,17 @@ def split_stages(table: pa.Table, config: HierarchicalConfig) -> tuple[pa.Table,
 
 def merge_metrics(out: str) -> int:
     """Write OUT/metrics.jsonl from OUT/sft and OUT/grpo logs; returns the record count."""
-    path = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(path):
-        os.remove(path)
-    offset, count = 0, 0
+    merged, offset = [], 0
     for stage in ("sft", "grpo"):
-        records = read_metrics(os.path.join(out, stage, "metrics.jsonl"))
+        records = read_metrics(storage.join(out, stage, "metrics.jsonl"))
         for record in records:
             record = {**record, "stage": stage}
             record["samples_seen"] = record.get("samples_seen", 0) + offset
-            append_metrics(path, record)
-            count += 1
+            merged.append(record)
         if records:
             offset = max(r.get("samples_seen", 0) for r in records) + offset
-    return count
+    path = storage.join(out, "metrics.jsonl")
+    storage.remove(path)
+    if merged:
+        write_metrics(path, merged)
+    return len(merged)

@@ -21,7 +21,11 @@ def fit_torch_trainer(
     loop, loop_config: dict, out: str, name: str, num_workers: int, use_gpu: bool
 ):
     """Run `loop` on `num_workers` Ray Train workers with checkpoints under OUT/ray/NAME; a
-    rerun with the same `out` resumes from the latest checkpoint. Returns the `Result`."""
+    rerun with the same `out` resumes from the latest checkpoint. Returns the `Result`.
+
+    `out` may be an object-store URI: Ray Train then persists checkpoints (and its run state)
+    through the URI's pyarrow filesystem, so workers on other nodes need no shared disk and a
+    rerun anywhere resumes from the bucket."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -31,11 +35,19 @@ def fit_torch_trainer(
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=name,
-            storage_path=os.path.abspath(os.path.join(out, "ray")),
+            storage_path=_storage_path(out),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
     return trainer.fit()
+
+
+def _storage_path(out: str) -> str:
+    from operators import storage
+
+    if storage.is_remote(out):
+        return storage.join(out, "ray")
+    return os.path.abspath(os.path.join(out, "ray"))
 
 
 class RaySession:

@@ -18,7 +18,9 @@ Checkpoints (model or adapter weights, optimizer, step, samples seen) go through
 `ray.train.report` every `checkpoint_every` samples; a restarted run (same run folder) gets the
 latest from `ray.train.get_checkpoint()` and continues at the next step, so no sample is
 repeated or skipped. Rank 0 evaluates held-out rows every `eval_every` samples and appends
-to `OUT/metrics.jsonl`; the final model is saved to `OUT/model/` (save_pretrained).
+to `OUT/metrics.jsonl`; the final model is saved to `OUT/model/` (save_pretrained). OUT may be
+an object-store URI (rows, logs and the model go through operators/storage.py, checkpoints
+through Ray Train's storage); the model is copied to a local cache first.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-import pyarrow.parquet as pq
-
+from operators import storage
 from operators.vlm_inputs import IGNORE_INDEX, InputsConfig, collate
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 from training.data import step_rows
@@ -54,9 +55,9 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class SftConfig:
     """One SFT run. Defaults: the tiny-model recipe of ARCHITECTURE.md section 6."""
 
-    model: str  # local directory of a HF image-text-to-text model
+    model: str  # HF image-text-to-text model directory (a URI is copied to a local cache)
     rows: str  # Parquet of the training rows in order (training/data.py ordered_rows)
-    out: str  # RUN/train/NAME: metrics.jsonl, steps/, model/, checkpoints
+    out: str  # RUN/train/NAME (local or URI): metrics.jsonl, steps/, model/, checkpoints
     heldout: str = ""  # Parquet of held-out rows (ROW_SCHEMA); "" = no evaluation
     batch_size: int = 32  # global batch: rows per optimizer step, split over the workers
     learning_rate: float = 1e-3
@@ -191,7 +192,7 @@ def _step_loss(model, runtime, encodings: list, global_rows: int, world: int):
 
 def _record(config: SftConfig, session, step: int, rows: list[dict]) -> None:
     if config.record_ids:
-        path = os.path.join(config.out, "steps", f"rank-{session.rank}.jsonl")
+        path = storage.join(config.out, "steps", f"rank-{session.rank}.jsonl")
         append_metrics(path, {"step": step, "ids": [r["id"] for r in rows]})
 
 
@@ -235,7 +236,7 @@ def _evaluate_and_report(ctx: dict, progress: dict, evaluate_now: bool, checkpoi
         result = evaluate(ctx["runtime"], ctx["eval_set"], config.eval_mode)
         ctx["model"].train()
         record = {"event": "eval", **progress, **result, "wall_s": time.time() - ctx["t0"]}
-        append_metrics(os.path.join(config.out, "metrics.jsonl"), record)
+        append_metrics(storage.join(config.out, "metrics.jsonl"), record)
         print(f"[mmcurate] sft eval: {json.dumps(record, sort_keys=True)}", flush=True)
     if checkpoint:
         _save_checkpoint(ctx["model"], ctx["optimizer"], progress, config, session)
@@ -265,17 +266,18 @@ def _setup(cfg: SftConfig) -> dict:
     # Records written after the checkpoint are rewritten by this run (ids: step s is the
     # 0-based index of completed step s + 1).
     truncate_metrics(
-        os.path.join(cfg.out, "steps", f"rank-{session.rank}.jsonl"),
+        storage.join(cfg.out, "steps", f"rank-{session.rank}.jsonl"),
         progress["step"] - 1 if progress["step"] else -1,
     )
     eval_set = None
     if session.rank == 0:
-        metrics = os.path.join(cfg.out, "metrics.jsonl")
+        metrics = storage.join(cfg.out, "metrics.jsonl")
         truncate_metrics(metrics, progress["step"] if progress["step"] else -1)
         if progress["step"]:
             _log_resume(metrics, progress)
         if cfg.heldout:
-            eval_set = encode_rows(runtime.processor, pq.read_table(cfg.heldout), cfg.inputs)
+            heldout = storage.read_parquet(cfg.heldout)
+            eval_set = encode_rows(runtime.processor, heldout, cfg.inputs)
     return {
         "config": cfg,
         "session": session,
@@ -316,7 +318,7 @@ def train_loop_per_worker(config: dict) -> dict:
     cfg = SftConfig(**config)
     ctx = _setup(cfg)
     progress = ctx["progress"]
-    table = pq.read_table(cfg.rows)
+    table = storage.read_parquet(cfg.rows)
     per_epoch = math.ceil(table.num_rows / cfg.batch_size)
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
@@ -354,15 +356,9 @@ def train_loop_per_worker(config: dict) -> dict:
 def _save_final(model, runtime, config: SftConfig) -> None:
     """save_pretrained the trained model (LoRA merged) with its processor to OUT/model/."""
     final = model.merge_and_unload() if config.lora_rank else model
-    folder = os.path.join(config.out, "model")
-    tmp = folder + ".tmp"
-    final.save_pretrained(tmp)
-    runtime.processor.save_pretrained(tmp)
-    if os.path.isdir(folder):
-        import shutil
-
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with storage.output_dir(storage.join(config.out, "model")) as folder:
+        final.save_pretrained(folder)
+        runtime.processor.save_pretrained(folder)
 
 
 def run_sft(config: SftConfig, num_workers: int = 2, use_gpu: bool = False, name: str = "sft"):

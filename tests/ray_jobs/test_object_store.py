@@ -99,6 +99,7 @@ def s3(ray_session):
     try:
         _wait_until_up(endpoint, process)
         os.environ.update(env)
+        storage._filesystem_of.cache_clear()  # a filesystem cached by an earlier server's module
         admin = pafs.S3FileSystem(
             endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True
         )
@@ -118,6 +119,7 @@ def s3(ray_session):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        storage._filesystem_of.cache_clear()
         process.terminate()
         process.wait(timeout=30)
 
