@@ -85,7 +85,10 @@ class QualityConfig:
     arms: tuple[str, ...] = ()  # names from ARMS; () = all of them
     steps: int = 200  # optimizer steps of every SFT arm (equal budget)
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # peak of the SFT schedule
+    lr_schedule: str = "cosine"  # SFT schedule after a linear warm-up (training.sft)
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
     evaluations: int = 4  # evaluations per run after step 0, evenly spaced in samples seen
     heldout_per_category: int = 40
     grpo_steps: int = 24  # GRPO optimizer steps (2 prompts x 8 generations each)
@@ -220,6 +223,9 @@ def _job(cfg: QualityConfig, arm: Arm, seed: int, heldout: str) -> dict:
             **common,
             "batch_size": cfg.batch_size,
             "learning_rate": cfg.learning_rate,
+            "lr_schedule": cfg.lr_schedule,
+            "warmup_ratio": cfg.warmup_ratio,
+            "max_grad_norm": cfg.max_grad_norm,
             "epochs": 10_000,  # cycle a small subset; max_steps is the budget
             "max_steps": cfg.steps,
             "eval_every": max(cfg.steps * cfg.batch_size // cfg.evaluations, 1),

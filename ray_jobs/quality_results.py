@@ -324,13 +324,16 @@ def _settings_text(settings: dict) -> str:
         "steps",
         "batch_size",
         "learning_rate",
+        "lr_schedule",
+        "warmup_ratio",
+        "max_grad_norm",
         "evaluations",
         "heldout_per_category",
         "grpo_steps",
         "grpo_learning_rate",
         "proxy_rows",
     )
-    shown = ", ".join(f"{k} {settings[k]}" for k in keep)
+    shown = ", ".join(f"{k} {settings[k]}" for k in keep if k in settings)
     return f"Settings: {shown}. Pool defects: {DEFECT_RATES}. Category weights: {CATEGORY_WEIGHTS}."
 
 

@@ -60,7 +60,10 @@ class SftConfig:
     out: str  # RUN/train/NAME (local or URI): metrics.jsonl, steps/, model/, checkpoints
     heldout: str = ""  # Parquet of held-out rows (ROW_SCHEMA); "" = no evaluation
     batch_size: int = 32  # global batch: rows per optimizer step, split over the workers
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # peak learning rate of the schedule
+    lr_schedule: str = "cosine"  # "cosine" | "linear" (decay to 0 at the last step) | "constant"
+    warmup_ratio: float = 0.03  # share of the steps with a linear warm-up from 0 (LLaVA's recipe)
+    max_grad_norm: float = 1.0  # clip the global gradient norm; 0 = no clipping
     weight_decay: float = 0.0
     epochs: int = 1  # passes over the ordered rows (each in manifest order)
     max_steps: int = 0  # > 0: stop after this many optimizer steps in all (equal budgets)
@@ -82,6 +85,29 @@ class SftConfig:
     @property
     def inputs(self) -> InputsConfig:
         return InputsConfig(self.num_frames, self.video_as_frames, self.max_tokens)
+
+
+def learning_rate_at(step: int, total: int, config: SftConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based) of `total`: a linear warm-up over
+    the first `warmup_ratio` of the steps, then cosine or linear decay to 0 (or constant), as
+    the LLaVA / Qwen-VL SFT recipes (warm-up 3%, cosine). A pure function of the step, so a
+    resumed run continues the schedule exactly without a scheduler state.
+
+    >>> cfg = SftConfig(model="m", rows="r", out="o", learning_rate=1.0, warmup_ratio=0.1)
+    >>> [round(learning_rate_at(s, 20, cfg), 3) for s in (0, 1, 2, 11, 19)]
+    [0.333, 0.667, 1.0, 0.5, 0.008]
+    """
+    warmup = math.ceil(total * config.warmup_ratio)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / (warmup + 1)
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    progress = (step - warmup) / max(total - warmup, 1)  # 0 at the peak, < 1 at the last step
+    if config.lr_schedule == "linear":
+        return config.learning_rate * (1.0 - progress)
+    if config.lr_schedule == "cosine":
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r} (cosine, linear, constant)")
 
 
 def per_sample_nll(logits, labels):
@@ -294,6 +320,8 @@ def _setup(cfg: SftConfig) -> dict:
 
 def _train_step(ctx: dict, table, step: int, per_epoch: int) -> tuple[int, Counter]:
     """One optimizer step on global batch `step`; returns (global rows, rows not trained)."""
+    import torch
+
     cfg, session = ctx["config"], ctx["session"]
     in_epoch = step % per_epoch
     global_rows = min(cfg.batch_size, table.num_rows - in_epoch * cfg.batch_size)
@@ -306,6 +334,10 @@ def _train_step(ctx: dict, table, step: int, per_epoch: int) -> tuple[int, Count
         ctx["wrapped"], ctx["runtime"], encodings, global_rows, session.world
     )
     loss.backward()
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(_trainable(ctx["model"]), cfg.max_grad_norm)
+    for group in ctx["optimizer"].param_groups:
+        group["lr"] = learning_rate_at(step, ctx["total_steps"], cfg)
     ctx["optimizer"].step()
     ctx["optimizer"].zero_grad(set_to_none=True)
     ctx["step_nll"], ctx["step_trained"] = _all_reduce_sum([nll_sum, float(trained)], session)
@@ -323,6 +355,7 @@ def train_loop_per_worker(config: dict) -> dict:
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
+    ctx["total_steps"] = total
     if progress["step"] == 0 and ctx["session"].rank == 0:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every

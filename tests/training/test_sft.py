@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training.data import ordered_rows, step_rows
-from training.sft import SftConfig, per_sample_nll, train_loop_per_worker
+from training.sft import SftConfig, learning_rate_at, per_sample_nll, train_loop_per_worker
 
 
 @pytest.mark.parametrize("num_rows,batch,world", [(10, 4, 2), (37, 8, 4), (5, 3, 1), (9, 6, 3)])
@@ -23,6 +23,27 @@ def test_step_rows_partition_each_global_batch_in_order(num_rows, batch, world):
         assert union == list(range(step * batch, min((step + 1) * batch, num_rows)))
         seen += union
     assert seen == list(range(num_rows))
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    cfg = SftConfig(model="m", rows="r", out="o", learning_rate=2e-3, warmup_ratio=0.05)
+    total = 100  # 5 warm-up steps
+    cosine = [learning_rate_at(s, total, cfg) for s in range(total)]
+    assert cosine[:6] == pytest.approx([2e-3 * k / 6 for k in range(1, 6)] + [2e-3])
+    assert all(
+        a >= b for a, b in zip(cosine[5:-1], cosine[6:], strict=True)
+    )  # falls after the peak
+    assert cosine[5 + 95 // 2] == pytest.approx(1e-3, rel=0.05)  # half way down: half the peak
+    assert 0 < cosine[-1] < 1e-5
+    linear = [
+        learning_rate_at(s, total, dataclasses.replace(cfg, lr_schedule="linear"))
+        for s in range(total)
+    ]
+    assert linear[5] == 2e-3 and linear[-1] == pytest.approx(2e-3 / 95)
+    constant = dataclasses.replace(cfg, lr_schedule="constant", warmup_ratio=0.0)
+    assert {learning_rate_at(s, total, constant) for s in range(total)} == {2e-3}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate_at(50, total, dataclasses.replace(cfg, lr_schedule="step"))
 
 
 def test_per_sample_nll_matches_by_hand():
