@@ -241,7 +241,7 @@ def _spec(seed: int, i: int) -> dict:
                     "color": str(rng.choice(list(sm.COLORS))),
                     "x": 16 + 32 * (c % 2) + int(rng.integers(-4, 5)),
                     "y": 16 + 32 * (c // 2) + int(rng.integers(-4, 5)),
-                    "r": int(rng.integers(8, 12)),
+                    "r": int(rng.integers(10, 13)),
                 }
                 for c in cells
             ]
@@ -268,7 +268,7 @@ def _spec(seed: int, i: int) -> dict:
         spec["num_frames"] = int(rng.integers(8, 17))
         dx, dy = sm.STEP[spec["direction"]]
         n = spec["num_frames"] - 1
-        obj["r"] = int(rng.integers(8, 12))
+        obj["r"] = int(rng.integers(14, 19))
         obj["x"] = int(np.clip(32 - dx * n / 2, 12, 52))
         obj["y"] = int(np.clip(32 - dy * n / 2, 12, 52))
         # jitter across the motion, so videos of one direction differ
