@@ -29,17 +29,13 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from operators import storage  # noqa: E402
 from training.tiny_models import TinyConfig, build_tiny_qwen2_vl  # noqa: E402
 
 
 def training_rows(path: str, out: str) -> str:
     """A Parquet of the rows in a fixed shuffled order, with the `position` column SFT reads."""
-    files = (
-        [path]
-        if path.endswith(".parquet")
-        else sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
-    )
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    table = storage.read_parquet(path)  # a file, or every shard of a folder
     if "position" not in table.column_names:
         table = table.take(pa.array(np.random.default_rng(0).permutation(table.num_rows)))
         table = table.append_column("position", pa.array(range(table.num_rows), pa.int64()))

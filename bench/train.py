@@ -58,8 +58,8 @@ def bench_ours(model: str, root: str, workers: int, epochs: int, batch: int) -> 
     }
 
 
-class _Rows:
-    """A torch-style dataset: row k -> its encoding (cached after the first use)."""
+class EncodedRows:
+    """A torch-style dataset: row k -> its encoding (kept after the first use)."""
 
     def __init__(self, rows, processor):
         from operators.vlm_inputs import InputsConfig
@@ -78,31 +78,22 @@ class _Rows:
         return self.cache[k]
 
 
-def bench_hf(model_path: str, rows, root: str, epochs: int, batch: int) -> dict:
-    import torch
-    from transformers import (
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        Trainer,
-        TrainingArguments,
-    )
+def reference_trainer(model, processor, rows, output_dir: str, batch: int, use_cpu: bool, **run):
+    """The reference of the SFT benchmarks: a plain HF `Trainer` over `rows` (a Table) with our
+    encoding and collation, constant learning rate, no saves; `run`: num_train_epochs or
+    max_steps, learning_rate. Its sampler shuffles; the work per sample is the same."""
+    from transformers import Trainer, TrainingArguments
 
     from operators.vlm_inputs import collate
-
-    torch.set_num_threads(1)
-    processor = AutoProcessor.from_pretrained(model_path)
-    model = AutoModelForImageTextToText.from_pretrained(model_path)
 
     def collator(encodings):
         batch_ = collate([e for e in encodings if e is not None], processor, "right")
         return {**batch_.inputs, "labels": batch_.labels}
 
     args = TrainingArguments(
-        output_dir=os.path.join(root, "hf"),
+        output_dir=output_dir,
         per_device_train_batch_size=batch,
-        num_train_epochs=epochs,
-        learning_rate=1e-3,
-        use_cpu=True,
+        use_cpu=use_cpu,
         report_to="none",
         save_strategy="no",
         logging_steps=10**6,
@@ -111,11 +102,34 @@ def bench_hf(model_path: str, rows, root: str, epochs: int, batch: int) -> dict:
         disable_tqdm=True,
         lr_scheduler_type="constant",
         weight_decay=0.0,
+        **run,
     )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=_Rows(rows, processor), data_collator=collator
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=EncodedRows(rows, processor),
+        data_collator=collator,
     )
-    trainer.train()  # the sampler shuffles; the work per sample is the same
+
+
+def bench_hf(model_path: str, rows, root: str, epochs: int, batch: int) -> dict:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch.set_num_threads(1)
+    processor = AutoProcessor.from_pretrained(model_path)
+    model = AutoModelForImageTextToText.from_pretrained(model_path)
+    trainer = reference_trainer(
+        model,
+        processor,
+        rows,
+        os.path.join(root, "hf"),
+        batch,
+        use_cpu=True,
+        num_train_epochs=epochs,
+        learning_rate=1e-3,
+    )
+    trainer.train()
     runtime = trainer.state.log_history[-1]["train_runtime"]
     return {"samples_per_s": len(rows) * epochs / runtime, "loop_s": runtime}
 

@@ -324,7 +324,7 @@ def _ray_context() -> tuple[bool, int]:
         import ray.train
 
         return True, ray.train.get_context().get_world_size()
-    except RuntimeError:
+    except (RuntimeError, ImportError):  # not inside TorchTrainer.fit(), or no Ray at all
         return False, 1
 
 

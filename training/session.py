@@ -92,11 +92,16 @@ class RaySession:
 
 
 class LocalSession:
-    """One plain process; checkpoints are kept under `out/checkpoints/` (the last `keep`)."""
+    """One plain process on `device` ("auto": cuda when available); checkpoints are kept under
+    `out/checkpoints/` (the last `keep`)."""
 
     rank, world = 0, 1
 
-    def __init__(self, out: str, device: str = "cpu", keep: int = 2):
+    def __init__(self, out: str, device: str = "auto", keep: int = 2):
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.root = os.path.join(out, "checkpoints")
         self.device, self.keep = device, keep
 
@@ -128,8 +133,9 @@ class LocalSession:
 
 
 def current_session(out: str):
-    """The Ray Train session when called inside `trainer.fit()`, else a local one."""
+    """The Ray Train session when called inside `trainer.fit()`, else a local one (on the GPU
+    when there is one). A process without Ray installed is never inside Ray Train."""
     try:
         return RaySession()
-    except RuntimeError:
+    except (RuntimeError, ImportError):
         return LocalSession(out)

@@ -318,8 +318,9 @@ def _setup(cfg: SftConfig) -> dict:
     }
 
 
-def _train_step(ctx: dict, table, step: int, per_epoch: int) -> tuple[int, Counter]:
-    """One optimizer step on global batch `step`; returns (global rows, rows not trained)."""
+def _train_step(ctx: dict, table, step: int, per_epoch: int, total: int) -> tuple[int, Counter]:
+    """One optimizer step on global batch `step` of `total`; returns (global rows, rows not
+    trained)."""
     import torch
 
     cfg, session = ctx["config"], ctx["session"]
@@ -337,7 +338,7 @@ def _train_step(ctx: dict, table, step: int, per_epoch: int) -> tuple[int, Count
     if cfg.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(_trainable(ctx["model"]), cfg.max_grad_norm)
     for group in ctx["optimizer"].param_groups:
-        group["lr"] = learning_rate_at(step, ctx["total_steps"], cfg)
+        group["lr"] = learning_rate_at(step, total, cfg)
     ctx["optimizer"].step()
     ctx["optimizer"].zero_grad(set_to_none=True)
     ctx["step_nll"], ctx["step_trained"] = _all_reduce_sum([nll_sum, float(trained)], session)
@@ -355,14 +356,13 @@ def train_loop_per_worker(config: dict) -> dict:
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    ctx["total_steps"] = total
     if progress["step"] == 0 and ctx["session"].rank == 0:
         _evaluate_and_report(ctx, {"step": 0, "samples_seen": 0, "loss": None}, True, False)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
     done_here, base_s, started = 0, progress.get("train_s", 0.0), time.time()
     while progress["step"] < total:
         step, before = progress["step"], progress["samples_seen"]
-        global_rows, errors = _train_step(ctx, table, step, per_epoch)
+        global_rows, errors = _train_step(ctx, table, step, per_epoch, total)
         progress = {
             "step": step + 1,
             "samples_seen": before + global_rows,
