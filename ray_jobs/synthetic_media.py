@@ -3,7 +3,8 @@
 Every picture is a pure function of its parameters, so a duplicate re-renders its original
 and resizes it (a resized / re-encoded copy) without reading files. Objects are large and motion is
 clear (radius 14-20 px, 5 px per frame on 64x64) so a ~1M-parameter VLM can learn each task
-(ARCHITECTURE.md section 6).
+(ARCHITECTURE.md section 6). Video objects carry a dark 1 px outline: the motion descriptors read
+gray frames, where a yellow fill (gray ~196) all but vanishes on the light backgrounds (205-255).
 """
 
 from __future__ import annotations
@@ -33,20 +34,26 @@ COLORS = {
     "orange": (245, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle")
+OUTLINE = (30, 30, 30)  # the edge of video objects, dark in gray whatever the fill color
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, rgb):
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: float, rgb, outline=None, width=1
+):
+    style = {"fill": rgb} if outline is None else {"fill": rgb, "outline": outline, "width": width}
     if shape == "circle":
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=rgb)
+        draw.ellipse([x - r, y - r, x + r, y + r], **style)
     elif shape == "square":
-        draw.rectangle([x - r, y - r, x + r, y + r], fill=rgb)
+        draw.rectangle([x - r, y - r, x + r, y + r], **style)
     else:
-        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=rgb)
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], **style)
 
 
-def render_shapes(objects: list[dict], size: int = SIZE, background: int = 245) -> np.ndarray:
+def render_shapes(
+    objects: list[dict], size: int = SIZE, background: int = 245, outline=None
+) -> np.ndarray:
     """Draw objects {shape, color, x, y, r} (coordinates for a 64 px canvas) at `size` px on
-    a gray background of level `background`."""
+    a gray background of level `background`; `outline` (RGB) draws a 1 px edge (at 64 px)."""
     scale = size / SIZE
     image = Image.new("RGB", (size, size), (background,) * 3)
     draw = ImageDraw.Draw(image)
@@ -58,6 +65,8 @@ def render_shapes(objects: list[dict], size: int = SIZE, background: int = 245) 
             obj["y"] * scale,
             obj["r"] * scale,
             COLORS[obj["color"]],
+            outline,
+            max(1, round(scale)),
         )
     return np.asarray(image)
 
@@ -100,12 +109,13 @@ STEP = {"left": (-5, 0), "right": (5, 0), "up": (0, -5), "down": (0, 5), "still"
 def render_video_frames(
     obj: dict, direction: str, num_frames: int, size: int = SIZE, background: int = 245
 ):
-    """Frames (T, H, W, 3) of one object moving 5 px per frame in `direction`."""
+    """Frames (T, H, W, 3) of one object, outlined in OUTLINE, moving 5 px per frame in
+    `direction`."""
     dx, dy = STEP[direction]
     frames = []
     for t in range(num_frames):
         moved = {**obj, "x": obj["x"] + dx * t, "y": obj["y"] + dy * t}
-        frames.append(render_shapes([moved], size, background))
+        frames.append(render_shapes([moved], size, background, OUTLINE))
     return np.stack(frames)
 
 

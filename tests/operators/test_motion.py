@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from operators.motion import MotionConfig, describe_media, frame_div, gray_frames, motion
 from ray_jobs import synthetic_media as sm
@@ -60,6 +61,31 @@ def test_moving_object_has_more_motion_than_still(tmp_path):
     assert image["motion"] == 0.0 and image["width"] == 64 and image["num_frames"] == 1
     assert text["motion"] is None and text["score_error"] is None
     assert all(r["score_reason"] is None for r in out)
+
+
+@pytest.mark.parametrize("shape", sm.SHAPES)
+def test_every_color_moves_visibly_in_gray(tmp_path, shape):
+    """Motion reads gray frames, where a yellow fill (gray ~196) all but vanishes on the pool's
+    darkest video background (205); the video objects' dark outline keeps every color visible."""
+    paths = {}
+    for color in sm.COLORS:
+        for direction, x in (("right", 12), ("still", 32)):
+            obj = {"shape": shape, "color": color, "x": x, "y": 32, "r": 14}
+            path = str(tmp_path / f"{color}_{direction}.mp4")
+            sm.save_video(sm.render_video_frames(obj, direction, 16, background=205), path)
+            paths[color, direction] = path
+    batch = pa.table(
+        {
+            "id": [f"{c}_{d}" for c, d in paths],
+            "media_type": ["video"] * len(paths),
+            "media": [[p] for p in paths.values()],
+        }
+    )
+    rows = describe_media(batch, MotionConfig()).to_pylist()
+    moving = {r["id"]: r["motion"] for r in rows if r["id"].endswith("_right")}
+    still = {r["id"]: r["motion"] for r in rows if r["id"].endswith("_still")}
+    assert min(moving.values()) > 0.3, moving  # without the outline, yellow gives ~0.006
+    assert max(still.values()) < 0.05, still
 
 
 def test_corrupt_video_sets_reason_instead_of_raising(tmp_path):
