@@ -17,14 +17,15 @@ import tempfile
 import time
 
 
-def _setup(root: str, n: int):
+def synthetic_rows(root: str, n: int):
+    """ROOT/rows.parquet: the readable rows of an `n`-line synthetic pool (defective lines
+    quarantined at read), with the `position` column SFT reads. Returns the Table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from operators.readers import iter_chunk_tables
     from operators.records import RecordOptions
     from ray_jobs.synth import synthesize
-    from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
 
     synthesize(n, os.path.join(root, "pool"), seed=0)
     options = RecordOptions(media_root=os.path.join(root, "pool"))
@@ -32,6 +33,13 @@ def _setup(root: str, n: int):
     rows = pa.concat_tables([r for r, _ in iter_chunk_tables(pool, options)])
     rows = rows.append_column("position", pa.array(range(rows.num_rows), type=pa.int64()))
     pq.write_table(rows, os.path.join(root, "rows.parquet"))
+    return rows
+
+
+def _setup(root: str, n: int):
+    from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
+
+    rows = synthetic_rows(root, n)
     return build_tiny_qwen2_vl(os.path.join(root, "model"), TinyConfig()), rows
 
 

@@ -33,26 +33,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from bench.train import synthetic_rows  # noqa: E402
 from training.tiny_models import TinyConfig  # noqa: E402
-
-
-def build_rows(root: str, n: int) -> str:
-    """`n` ingested rows of the synthetic pool (defective lines quarantined) with positions."""
-    from operators.readers import iter_chunk_tables
-    from operators.records import RecordOptions
-    from ray_jobs.synth import synthesize
-
-    synthesize(n, os.path.join(root, "pool"), seed=0, parallel=False)
-    options = RecordOptions(media_root=os.path.join(root, "pool"))
-    pool = os.path.join(root, "pool", "pool.jsonl")
-    rows = pa.concat_tables([r for r, _ in iter_chunk_tables(pool, options)])
-    rows = rows.append_column("position", pa.array(range(rows.num_rows), type=pa.int64()))
-    path = os.path.join(root, "rows.parquet")
-    pq.write_table(rows, path)
-    return path
 
 
 def build_model(root: str, size: TinyConfig, side: int) -> str:
@@ -217,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     report: dict = {"device": device, "torch": torch.__version__, "batch": args.batch}
     started = time.time()
-    rows = build_rows(args.out, args.batch * args.sft_steps + 16)
+    synthetic_rows(args.out, args.batch * args.sft_steps + 16)
+    rows = os.path.join(args.out, "rows.parquet")
     report["rows_s"] = round(time.time() - started, 1)
     started = time.time()
     model = build_model(args.out, size, args.image_side)
