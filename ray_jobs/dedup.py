@@ -38,7 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
-from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
+from operators.lsh import (
+    bucket_edges,
+    shuffle_to_edges,
+    text_bucket_edges,
+    verified_bucket_edges,
+)
 from operators.media import MediaError
 from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
 from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
@@ -139,11 +144,14 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
         out[f"w{k}"] = words[:, k]
     if config.near_media:
         out["thumb"] = thumbs
+    if config.text.verify:
+        out["sig8"] = sigs.astype(np.uint8)  # low bytes: b-bit MinHash for verification
     compact = {k: out[k] for k in ("node", "exact", "kind")}
     compact["id"] = table.column("id")
     name = os.path.basename(path)
     write_parquet_atomic(pa.table(compact), storage.join(config.run, "dedup", "_keys", name))
-    return out
+    order = np.argsort(out["node"])  # sorted by node: verification looks signatures up
+    return {k: v[order] for k, v in out.items()}
 
 
 def _media_records(batch: dict, config: DedupConfig) -> dict:
@@ -182,6 +190,9 @@ def _text_records(batch: dict, config: DedupConfig) -> dict:
     stacked = np.concatenate(keys, axis=1)  # (rows, exact + bands)
     reps = stacked.shape[1]
     out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
+    exact = np.zeros(stacked.shape, np.uint8)
+    exact[:, 0] = config.exact
+    out["exact"] = exact.ravel()
     if config.near_media:
         # Identical text may come with a re-encoded copy; near text needs the same media.
         limit = np.full(stacked.shape, config.media.near_text_scale)
@@ -284,6 +295,17 @@ def _media_components(blocks: list, config: DedupConfig, fingerprints: list):
     return _components(edges, config.partitions)
 
 
+def _text_edge_fn(config: DedupConfig, blocks: list, fingerprints: list):
+    """The partition step of the text shuffle and its arguments (verified or not)."""
+    media = {"fingerprints": fingerprints, "media": config.media} if config.near_media else {}
+    if config.text.verify:
+        kwargs = {"signatures": blocks, "threshold": config.text.threshold, **media}
+        return text_bucket_edges, kwargs
+    if config.near_media:
+        return verified_bucket_edges, {"fingerprints": fingerprints, "config": config.media}
+    return bucket_edges, None
+
+
 def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(keys)
     return keys[order], values[order]
@@ -331,10 +353,7 @@ def dedup(config: DedupConfig) -> dict:
         fingerprints = [ray.remote(_fingerprint_part).remote(block) for block in blocks]
     media_roots = _media_components(blocks, config, fingerprints)
     clock.lap("media_components")
-    edge_fn, edge_kwargs = bucket_edges, None
-    if config.near_media:
-        edge_fn = verified_bucket_edges
-        edge_kwargs = {"fingerprints": fingerprints, "config": config.media}
+    edge_fn, edge_kwargs = _text_edge_fn(config, blocks, fingerprints)
     edges = shuffle_to_edges(
         blocks, _text_records, edge_fn, config.partitions, {"config": config}, edge_kwargs
     )
@@ -389,10 +408,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
     parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
     parser.add_argument("--no-media", action="store_true", help="do not hash media")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="every LSH band candidate is an edge (no similarity check against the threshold)",
+    )
     parser.add_argument("--partitions", type=int, default=DedupConfig.partitions)
     args = parser.parse_args(argv)
     text = MinHashConfig(
-        num_perm=args.num_perm, threshold=args.threshold, unit=args.unit, ngram=args.ngram
+        num_perm=args.num_perm,
+        threshold=args.threshold,
+        unit=args.unit,
+        ngram=args.ngram,
+        verify=not args.no_verify,
     )
     config = DedupConfig(
         run=args.run,
