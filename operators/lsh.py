@@ -19,15 +19,22 @@ from operators.minhash import mix64
 from operators.phash import HASH_WORDS, KIND_IMAGE, MediaHashConfig, hamming
 
 __all__ = [
+    "WHY_EXACT",
+    "WHY_NEAR",
+    "WHY_SEMANTIC",
+    "best_links",
     "bucket_edges",
     "bucket_pairs",
     "estimated_jaccard",
     "fingerprint_table",
     "partition_of",
     "shuffle_to_edges",
+    "strongest_per_node",
     "text_bucket_edges",
     "verified_bucket_edges",
 ]
+
+WHY_EXACT, WHY_NEAR, WHY_SEMANTIC = 0, 1, 2  # what an edge stands for (dup_reason)
 
 
 def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
@@ -214,13 +221,42 @@ def estimated_jaccard(blocks: list[dict], a: np.ndarray, b: np.ndarray) -> np.nd
     return np.maximum(0.0, (agree - 1 / 256) / (1 - 1 / 256)).astype(np.float32)
 
 
-def _unique_edges(hi: np.ndarray, lo: np.ndarray, sim: np.ndarray, exact: np.ndarray) -> dict:
-    """One row per (hi, lo) pair, the highest similarity kept (a pair repeats over bands)."""
-    order = np.lexsort((-sim, lo, hi))
-    hi, lo, sim, exact = hi[order], lo[order], sim[order], exact[order]
+def _unique_edges(hi: np.ndarray, lo: np.ndarray, sim: np.ndarray, why: np.ndarray) -> dict:
+    """One row per (hi, lo) pair, the strongest kept (a pair repeats over bands)."""
+    order = np.lexsort((-sim, why, lo, hi))
+    hi, lo, sim, why = hi[order], lo[order], sim[order], why[order]
     first = np.ones(len(hi), dtype=bool)
     first[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-    return {"hi": hi[first], "lo": lo[first], "sim": sim[first], "exact": exact[first]}
+    return {"hi": hi[first], "lo": lo[first], "sim": sim[first], "why": why[first]}
+
+
+def best_links(edges: dict) -> dict:
+    """Per node of `edges`: its strongest neighbour {node, match, sim, why}.
+
+    Strongest: the smallest `why` (exact before near before semantic), then the highest
+    similarity. Edges without `sim` (unverified) carry NaN and `WHY_NEAR`. This is the
+    evidence of the dedup audit: which row a removed row was matched with, and how closely.
+    """
+    hi, lo = np.asarray(edges["hi"], np.int64), np.asarray(edges["lo"], np.int64)
+    sim = np.asarray(edges.get("sim", np.full(len(hi), np.nan)), np.float32)
+    why = np.asarray(edges.get("why", np.full(len(hi), WHY_NEAR)), np.int8)
+    links = {
+        "node": np.concatenate([hi, lo]),
+        "match": np.concatenate([lo, hi]),
+        "sim": np.concatenate([sim, sim]),
+        "why": np.concatenate([why, why]),
+    }
+    return strongest_per_node(links)
+
+
+def strongest_per_node(links: dict) -> dict:
+    """`links` reduced to one row per node (the strongest; see `best_links`), sorted by node."""
+    sim = np.nan_to_num(links["sim"], nan=-1.0)
+    order = np.lexsort((-sim, links["why"], links["node"]))
+    node = links["node"][order]
+    first = np.ones(len(node), dtype=bool)
+    first[1:] = node[1:] != node[:-1]
+    return {k: np.asarray(v)[order][first] for k, v in links.items()}
 
 
 def text_bucket_edges(
@@ -231,7 +267,7 @@ def text_bucket_edges(
     media: MediaHashConfig | None = None,
     cap: int = 64,
 ) -> dict:
-    """Verified text edges {hi, lo, sim, exact} of one partition of (key, node, exact) records.
+    """Verified text edges {hi, lo, sim, why} of one partition of (key, node, exact) records.
 
     LSH buckets only propose candidates: a pair sharing a MinHash band becomes an edge only
     when its estimated Jaccard similarity (`estimated_jaccard`) is at least `threshold`; a
@@ -256,7 +292,8 @@ def text_bucket_edges(
         i, j, sim, exact = i[ok], j[ok], sim[ok], exact[ok]
     a, b = nodes[i], nodes[j]
     diff = a != b
-    return _unique_edges(np.maximum(a, b)[diff], np.minimum(a, b)[diff], sim[diff], exact[diff])
+    why = np.where(exact, WHY_EXACT, WHY_NEAR).astype(np.int8)
+    return _unique_edges(np.maximum(a, b)[diff], np.minimum(a, b)[diff], sim[diff], why[diff])
 
 
 def _split_records(batch: dict, partitions: int) -> list[dict]:

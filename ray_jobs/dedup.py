@@ -39,8 +39,10 @@ import pyarrow.compute as pc
 
 from operators import storage
 from operators.lsh import (
+    best_links,
     bucket_edges,
     shuffle_to_edges,
+    strongest_per_node,
     text_bucket_edges,
     verified_bucket_edges,
 )
@@ -60,6 +62,8 @@ DEDUP_SCHEMA = pa.schema(
         ("dup_keep", pa.bool_()),
         ("dup_reason", pa.string()),
         ("media_cluster", pa.string()),
+        ("dup_match", pa.string()),
+        ("dup_similarity", pa.float32()),
     ]
 )
 ROW_BITS = 40  # pool row index in the low bits of a node key (up to 1.1e12 rows)
@@ -213,6 +217,16 @@ def _components(edge_refs: list, partitions: int) -> tuple[np.ndarray, np.ndarra
     return stars[order, 0], stars[order, 1]
 
 
+def _links(edge_refs: list) -> dict:
+    """The strongest edge of every row that has one: {node, match, sim, why}, sorted by node."""
+    import ray
+
+    parts = ray.get([ray.remote(best_links).remote(ref) for ref in edge_refs])
+    if not parts:
+        return best_links({"hi": np.empty(0, np.int64), "lo": np.empty(0, np.int64)})
+    return strongest_per_node({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
 def _keys_table(path: str, config: DedupConfig) -> dict:
     name = os.path.basename(path)
     table = storage.read_parquet(storage.join(config.run, "dedup", "_keys", name))
@@ -225,23 +239,37 @@ def _root_info(batch: dict, roots: np.ndarray, config: DedupConfig) -> dict:
     return {"node": keys["node"][mine], "id": keys["id"][mine], "exact": keys["exact"][mine]}
 
 
-def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_ids) -> dict:
-    """dup_cluster, dup_keep, dup_reason, media_cluster of one shard's rows."""
+def _audit(nodes: np.ndarray, removed: np.ndarray, links: dict, match_ids) -> dict:
+    """dup_match (id of the row whose edge merged this one) and that edge's similarity."""
+    match = _lookup(nodes, (links["node"], links["match"]), nodes)
+    sim = _lookup(nodes, (links["node"], links["sim"]), np.full(len(nodes), np.nan))
+    ids = _lookup(match, match_ids, np.full(len(nodes), None, dtype=object))
+    return {
+        "dup_match": np.where(removed, ids, None).astype(object),
+        "dup_similarity": [
+            float(v) if r and v == v else None for v, r in zip(sim, removed, strict=True)
+        ],
+    }
+
+
+def _labels(batch: dict, text_roots, node_ids, root_exact, media_roots, links) -> dict:
+    """dup_cluster, dup_keep, dup_reason, media_cluster and the audit of one shard's rows."""
     nodes = batch["node"].astype(np.int64)
     ids = np.asarray(batch["id"], dtype=object)
     root = _lookup(nodes, text_roots, nodes)
-    clustered = (root != nodes) | np.isin(nodes, root_ids[0])
+    clustered = (root != nodes) | np.isin(nodes, text_roots[1])
     same_text = _lookup(root, root_exact, np.zeros(len(nodes), np.uint64)) == batch["exact"]
     reason = np.where(root == nodes, "survivor", np.where(same_text, "exact", "near"))
     media_root = _lookup(nodes, media_roots, nodes)
-    media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, media_ids, ids), None)
+    media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, node_ids, ids), None)
     return {
         "id": ids,
-        "dup_cluster": _lookup(root, root_ids, ids).astype(object),
+        "dup_cluster": _lookup(root, node_ids, ids).astype(object),
         "dup_keep": root == nodes,
         "dup_reason": np.where(clustered, reason, "unique").astype(object),
         "media_cluster": media_cluster.astype(object),
         "media_unreadable": batch["kind"] < 0,
+        **_audit(nodes, root != nodes, links, node_ids),
     }
 
 
@@ -312,7 +340,7 @@ def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _root_tables(config: DedupConfig, roots: np.ndarray):
-    """(node -> id, node -> exact key) sorted tables for the given root nodes."""
+    """(node -> id, node -> exact key) sorted tables for the given nodes."""
     info = _shard_items(config).map_batches(
         _root_info, fn_kwargs={"roots": roots, "config": config}, batch_size=1, batch_format="numpy"
     )
@@ -360,15 +388,17 @@ def dedup(config: DedupConfig) -> dict:
     ray.wait(edges, num_returns=len(edges))  # so the step timings below are per step
     clock.lap("text_shuffle")
     text_roots = _components(edges, config.partitions)
+    links = _links(edges)
     clock.lap("text_components")
-    root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
-    media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
+    # one pass over the key files for every node whose id or exact key a label needs
+    named = np.unique(np.concatenate([text_roots[1], media_roots[1], links["match"]]))
+    node_ids, root_exact = _root_tables(config, named)
     tables = {
         "text_roots": text_roots,
-        "root_ids": root_ids,
+        "node_ids": node_ids,
         "root_exact": root_exact,
         "media_roots": media_roots,
-        "media_ids": media_ids,
+        "links": links,
     }
     written = (
         _shard_items(config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from operators.lsh import (
+    WHY_EXACT,
+    WHY_NEAR,
     bucket_edges,
     estimated_jaccard,
     fingerprint_table,
@@ -117,6 +119,6 @@ def test_text_edges_keep_only_candidates_above_the_threshold():
     assert jac[(1, 0)] > 0.9 and jac[(2, 0)] < 0.45 and jac[(2, 1)] < 0.5 and jac[(3, 0)] < 0.2
     assert set(got) == {(11, 10), (13, 12)}  # 12-10 / 12-11 / 13-x proposed, not similar
     assert abs(got[(11, 10)] - jac[(1, 0)]) < 0.1 and got[(13, 12)] == 1.0
-    assert edges["exact"].tolist() == [False, True]
+    assert edges["why"].tolist() == [WHY_NEAR, WHY_EXACT]
     unverified = bucket_edges(group)  # the star of every candidate: all four rows joined
     assert set(_labels(nodes, unverified).values()) == {10}
