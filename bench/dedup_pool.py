@@ -2,6 +2,7 @@
 removals (split by whether the survivor has the same rendered picture), media-copy recall.
 
     python bench/dedup_pool.py --lines 3000
+    python bench/dedup_pool.py --lines 3000 --semantic 0.9   # SemDeDup edges beside MinHash
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from operators.semdedup import SemanticConfig  # noqa: E402
 from ray_jobs import synthetic_pool as sp  # noqa: E402
 from ray_jobs.dedup import DedupConfig, dedup  # noqa: E402
 from ray_jobs.ingest import IngestConfig, ingest  # noqa: E402
@@ -28,14 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--out", default="/tmp/mmcurate_bench_dedup_pool")
+    parser.add_argument(
+        "--semantic", type=float, default=None, help="add SemDeDup edges at this cosine"
+    )
     args = parser.parse_args(argv)
+    semantic = SemanticConfig()
+    if args.semantic is not None:
+        semantic = SemanticConfig(enabled=True, threshold=args.semantic)
     pool, run = os.path.join(args.out, "pool"), os.path.join(args.out, "run")
     if not os.path.exists(os.path.join(pool, "ground_truth.parquet")):
         synthesize(args.lines, pool, seed=0, parallel=False)
     ingest(IngestConfig(os.path.join(pool, "pool.jsonl"), run))
     shutil.rmtree(os.path.join(run, "dedup"), ignore_errors=True)
     started = time.time()
-    counts = dedup(DedupConfig(run=run))
+    counts = dedup(DedupConfig(run=run, semantic=semantic))
     print(f"dedup {counts['rows']} rows in {time.time() - started:.1f}s: {counts['reasons']}")
     rows = {r["id"]: r for r in pq.read_table(os.path.join(run, "dedup")).to_pylist()}
     truth = {
@@ -79,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     removed = [r for r in rows.values() if not r["dup_keep"]]
     wrong = [r for r in removed if root[r["id"]] != root[r["dup_cluster"]]]
     same_picture = sum(render_key(r["id"]) == render_key(r["dup_cluster"]) for r in wrong)
+    by_semantic = [r for r in removed if r["dup_reason"] == "semantic"]
+    print(
+        f"removed as semantic {len(by_semantic)}, of which not duplicates by the ground truth "
+        f"{sum(root[r['id']] != root[r['dup_cluster']] for r in by_semantic)}"
+    )
     print(
         f"removed {len(removed)}, not duplicates by the ground truth {len(wrong)} "
         f"(precision {1 - len(wrong) / max(1, len(removed)):.3f}); "

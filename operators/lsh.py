@@ -27,6 +27,7 @@ __all__ = [
     "bucket_pairs",
     "estimated_jaccard",
     "fingerprint_table",
+    "media_agree",
     "partition_of",
     "shuffle_to_edges",
     "strongest_per_node",
@@ -128,6 +129,11 @@ def _close(table: dict, pm, pa, scale, config: MediaHashConfig) -> np.ndarray:
     return text_only | (media & ok)
 
 
+def media_agree(table: dict, a: np.ndarray, b: np.ndarray, scale, config) -> np.ndarray:
+    """Per node pair (a[i], b[i]): `_close` on their rows of the fingerprint table."""
+    return _close(table, _rows_of(table, a), _rows_of(table, b), scale, config)
+
+
 @numba.njit(cache=True)
 def _pair_positions(first: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (p, q), q < p, of sorted positions in one bucket, q among its first `cap`."""
@@ -174,7 +180,7 @@ def verified_bucket_edges(
     keys, nodes = group["key"].astype(np.uint64), group["node"].astype(np.int64)
     i, j = bucket_pairs(keys, nodes, cap)
     scale = np.asarray(group["limit"])[i] if "limit" in group else 1.0
-    ok = _close(table, _rows_of(table, nodes[i]), _rows_of(table, nodes[j]), scale, config)
+    ok = media_agree(table, nodes[i], nodes[j], scale, config)
     return _star(i[ok], j[ok], nodes)
 
 
@@ -288,7 +294,7 @@ def text_bucket_edges(
     if fingerprints is not None:
         table = fingerprint_table(fingerprints)
         scale = np.asarray(group["limit"])[i]
-        ok = _close(table, _rows_of(table, nodes[i]), _rows_of(table, nodes[j]), scale, media)
+        ok = media_agree(table, nodes[i], nodes[j], scale, media)
         i, j, sim, exact = i[ok], j[ok], sim[ok], exact[ok]
     a, b = nodes[i], nodes[j]
     diff = a != b

@@ -54,7 +54,10 @@ class MinHashConfig:
     """Text near-duplicate settings (help on each field)."""
 
     num_perm: int = 128  # permutations in a signature (datasketch's num_perm)
-    threshold: float = 0.35  # Jaccard similarity above which rows should collide
+    threshold: float = 0.35  # Jaccard similarity at or above which rows are duplicates
+    # LSH bands are chosen for this lower similarity when verifying (candidates only: the
+    # verification drops those under `threshold`), so pairs just above it still collide
+    lsh_threshold: float = 0.35
     unit: str = "word"  # shingle unit: "word" or "char"
     ngram: int = 2  # shingle length in units
     seed: int = 1  # permutation seed (datasketch's default is 1)
@@ -63,10 +66,12 @@ class MinHashConfig:
     verify: bool = True  # a band candidate is an edge only when its estimated Jaccard >= threshold
 
     def band_rows(self) -> tuple[int, int]:
-        """(bands, rows): given, or minimising equal-weight FP + FN as datasketch does."""
+        """(bands, rows): given, or minimising equal-weight FP + FN as datasketch does, at
+        `lsh_threshold` when verifying (at most `threshold`), else at `threshold`."""
         if self.bands and self.rows:
             return self.bands, self.rows
-        return optimal_param(self.threshold, self.num_perm)
+        at = min(self.lsh_threshold, self.threshold) if self.verify else self.threshold
+        return optimal_param(at, self.num_perm)
 
 
 def _miss_area(b: int, r: int, lo: float, hi: float, points: int = 2001) -> float:

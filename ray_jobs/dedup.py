@@ -39,6 +39,8 @@ import pyarrow.compute as pc
 
 from operators import storage
 from operators.lsh import (
+    WHY_NEAR,
+    WHY_SEMANTIC,
     best_links,
     bucket_edges,
     shuffle_to_edges,
@@ -49,6 +51,7 @@ from operators.lsh import (
 from operators.media import MediaError
 from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
 from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
+from operators.semdedup import SemanticConfig
 from operators.union_find import connected_components
 from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
@@ -66,6 +69,7 @@ DEDUP_SCHEMA = pa.schema(
         ("dup_similarity", pa.float32()),
     ]
 )
+REASONS = ("unique", "survivor", "exact", "near", "semantic")
 ROW_BITS = 40  # pool row index in the low bits of a node key (up to 1.1e12 rows)
 MAX_PRIORITY = (1 << 23) - 1
 
@@ -82,6 +86,7 @@ class DedupConfig:
     near_text: bool = True  # MinHash-LSH text duplicates
     near_media: bool = True  # hash media, and require text duplicates to share media
     partitions: int = 8  # hash-shuffle partitions for buckets and union-find rounds
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)  # SemDeDup edges
 
     def input_dir(self) -> str:
         return self.input or storage.join(self.run, "pool")
@@ -259,7 +264,9 @@ def _labels(batch: dict, text_roots, node_ids, root_exact, media_roots, links) -
     root = _lookup(nodes, text_roots, nodes)
     clustered = (root != nodes) | np.isin(nodes, text_roots[1])
     same_text = _lookup(root, root_exact, np.zeros(len(nodes), np.uint64)) == batch["exact"]
-    reason = np.where(root == nodes, "survivor", np.where(same_text, "exact", "near"))
+    why = _lookup(nodes, (links["node"], links["why"]), np.full(len(nodes), WHY_NEAR, np.int8))
+    near = np.where(why == WHY_SEMANTIC, "semantic", "near")
+    reason = np.where(root == nodes, "survivor", np.where(same_text, "exact", near))
     media_root = _lookup(nodes, media_roots, nodes)
     media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, node_ids, ids), None)
     return {
@@ -334,6 +341,21 @@ def _text_edge_fn(config: DedupConfig, blocks: list, fingerprints: list):
     return bucket_edges, None
 
 
+def _semantic(config: DedupConfig, fingerprints: list) -> list:
+    """SemDeDup edge refs (ray_jobs/dedup_semantic.py); near-text media rules when hashing."""
+    from ray_jobs.dedup_semantic import semantic_edges
+
+    rows = sum(storage.parquet_file(p).metadata.num_rows for p, _ in _shards(config.input_dir()))
+    media = {}
+    if config.near_media:
+        media = {"fingerprints": fingerprints, "media": config.media}
+        media["media_scale"] = config.media.near_text_scale
+    keys_dir = storage.join(config.run, "dedup", "_keys")
+    return semantic_edges(
+        _shard_items(config), keys_dir, rows, config.semantic, config.partitions, **media
+    )
+
+
 def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(keys)
     return keys[order], values[order]
@@ -387,6 +409,10 @@ def dedup(config: DedupConfig) -> dict:
     )
     ray.wait(edges, num_returns=len(edges))  # so the step timings below are per step
     clock.lap("text_shuffle")
+    if config.semantic.enabled:
+        edges = edges + _semantic(config, fingerprints)
+        ray.wait(edges, num_returns=len(edges))
+        clock.lap("semantic")
     text_roots = _components(edges, config.partitions)
     links = _links(edges)
     clock.lap("text_components")
@@ -417,11 +443,11 @@ def dedup(config: DedupConfig) -> dict:
     result = {
         "rows": counts.pop("rows", 0),
         "media_unreadable": counts.pop("unreadable", 0),
-        "reasons": {k: counts.get(k, 0) for k in ("unique", "survivor", "exact", "near")},
+        "reasons": {k: counts.get(k, 0) for k in REASONS},
         "media_clustered_rows": int(len(media_roots[0]) + len(np.unique(media_roots[1]))),
         "shards": len(written),
     }
-    result["removed"] = result["reasons"]["exact"] + result["reasons"]["near"]
+    result["removed"] = sum(result["reasons"][k] for k in ("exact", "near", "semantic"))
     result["kept"] = result["rows"] - result["removed"]
     # wall time per step, beside the counts
     storage.write_text(storage.join(out_dir, "_seconds.json"), json.dumps(clock.laps))
@@ -434,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--input", default=None, help="Parquet pool shards; default RUN/pool")
     parser.add_argument("--threshold", type=float, default=MinHashConfig.threshold)
+    parser.add_argument(
+        "--lsh-threshold",
+        type=float,
+        default=MinHashConfig.lsh_threshold,
+        help="similarity the LSH bands are chosen for (candidates; verified at --threshold)",
+    )
     parser.add_argument("--num-perm", type=int, default=MinHashConfig.num_perm)
     parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
     parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
@@ -443,11 +475,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every LSH band candidate is an edge (no similarity check against the threshold)",
     )
+    parser.add_argument(
+        "--semantic", action="store_true", help="add SemDeDup edges (text/visual embeddings)"
+    )
+    parser.add_argument("--semantic-threshold", type=float, default=SemanticConfig.threshold)
     parser.add_argument("--partitions", type=int, default=DedupConfig.partitions)
     args = parser.parse_args(argv)
     text = MinHashConfig(
         num_perm=args.num_perm,
         threshold=args.threshold,
+        lsh_threshold=args.lsh_threshold,
         unit=args.unit,
         ngram=args.ngram,
         verify=not args.no_verify,
@@ -458,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         text=text,
         near_media=not args.no_media,
         partitions=args.partitions,
+        semantic=SemanticConfig(enabled=args.semantic, threshold=args.semantic_threshold),
     )
     print(f"[mmcurate] dedup config: {asdict(config)} bands x rows: {text.band_rows()}")
     started = time.time()

@@ -18,6 +18,7 @@ from operators.minhash import MinHashConfig
 from operators.motion import MotionConfig
 from operators.phash import MediaHashConfig
 from operators.pism import PismConfig
+from operators.semdedup import SemanticConfig
 from operators.vllm_generation import VllmConfig
 from ray_jobs.config_loading import ConfigError, build_config, load_yaml
 from training.warmup import WarmupConfig
@@ -76,6 +77,7 @@ class DedupSection:
     near_text: bool = True
     near_media: bool = True
     partitions: int = 8
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)  # SemDeDup edges (off)
 
 
 @dataclass(frozen=True)

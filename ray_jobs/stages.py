@@ -189,6 +189,7 @@ def _dedup(recipe: Recipe) -> dict:
         near_text=section.near_text,
         near_media=section.near_media,
         partitions=section.partitions,
+        semantic=section.semantic,
     )
     return dedup(config)
 

@@ -121,3 +121,27 @@ def test_text_components_equal_brute_force_jaccard(ray_session, tmp_path):
         groups_expected[expected.get(k, k)].add(row_id)
         groups_got[got[row_id]].add(row_id)
     assert sorted(map(sorted, groups_expected.values())) == sorted(map(sorted, groups_got.values()))
+
+
+def test_semantic_edges_add_to_minhash_with_their_cosine(ray_session, tmp_path):
+    from operators.batches import sample_text
+    from operators.embeddings import TextEmbedder
+    from operators.semdedup import SemanticConfig
+
+    write_text_pool(240, str(tmp_path), seed=5, shard_rows=80, dup_rate=0.3)
+    pool = pq.read_table(tmp_path / "pool").to_pylist()
+    base = {"input": str(tmp_path / "pool"), "near_media": False, "partitions": 3}
+    plain = dedup(DedupConfig(run=str(tmp_path / "plain"), **base))
+    semantic = SemanticConfig(enabled=True, threshold=0.9, rows_per_cluster=60)
+    counts = dedup(DedupConfig(run=str(tmp_path / "sem"), semantic=semantic, **base))
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "sem" / "dedup").to_pylist()}
+    before = {r["id"]: r for r in pq.read_table(tmp_path / "plain" / "dedup").to_pylist()}
+    # semantic edges only add: every MinHash duplicate stays removed
+    assert all(not rows[i]["dup_keep"] for i, r in before.items() if not r["dup_keep"])
+    assert counts["removed"] >= plain["removed"] and counts["reasons"]["semantic"] > 0
+    vectors = TextEmbedder().encode([sample_text(r["messages"]) for r in pool])
+    index = {r["id"]: k for k, r in enumerate(pool)}
+    for r in rows.values():
+        if r["dup_reason"] == "semantic":
+            cosine = float(vectors[index[r["id"]]] @ vectors[index[r["dup_match"]]])
+            assert cosine >= 0.9 - 1e-3 and abs(cosine - r["dup_similarity"]) < 1e-3
