@@ -10,11 +10,13 @@ correct when its true cluster keeps another row (one survivor allowed per cluste
 
     python bench/dedup.py --sizes 10000 100000
     python bench/dedup.py --sizes 1000000 --reference-max 100000
+    python bench/dedup.py --generator templated --sizes 100000 --reference-max 0 --ngram 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -33,7 +35,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from operators.minhash import MinHashConfig, row_text, shingles  # noqa: E402
 from operators.union_find import components_local  # noqa: E402
 from ray_jobs.dedup import DedupConfig, dedup  # noqa: E402
-from ray_jobs.synthetic_text import write_text_pool  # noqa: E402
+from ray_jobs.synthetic_templated import generate_templated_rows  # noqa: E402
+from ray_jobs.synthetic_text import generate_text_rows, write_text_pool  # noqa: E402
+
+GENERATORS = {
+    "random": generate_text_rows,
+    "templated": generate_templated_rows,
+    # shorter answers over a smaller vocabulary: distinct rows are mostly template
+    "templated_short": functools.partial(generate_templated_rows, vocab=5000, body=(5, 40)),
+}
 
 
 class PeakMemory:
@@ -154,54 +164,78 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/mmcurate_bench_dedup")
     parser.add_argument("--reference-max", type=int, default=100_000, help="skip reference above")
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--threshold", type=float, default=MinHashConfig.threshold)
-    parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
+    parser.add_argument("--threshold", type=float, nargs="+", default=[MinHashConfig.threshold])
+    parser.add_argument("--ngram", type=int, nargs="+", default=[MinHashConfig.ngram])
+    parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
+    parser.add_argument(
+        "--verify", choices=("on", "off", "both"), default="on", help="verify band candidates"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=sorted(GENERATORS),
+        default="random",
+        help="random: Zipf words (ray_jobs/synthetic_text.py); templated(_short): shared "
+        "instruction templates and answer phrases (ray_jobs/synthetic_templated.py)",
+    )
     args = parser.parse_args(argv)
     import ray
 
-    config = MinHashConfig(threshold=args.threshold, ngram=args.ngram)
+    verify = {"on": [True], "off": [False], "both": [False, True]}[args.verify]
+    configs = [
+        MinHashConfig(threshold=t, ngram=g, unit=args.unit, verify=v)
+        for g in args.ngram
+        for t in args.threshold
+        for v in verify
+    ]
     started = time.time()
     ray.init(include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    up = time.time() - started
-    print(f"ray up in {up:.1f}s; {config}, bands x rows {config.band_rows()}")
-    results = []
+    print(f"ray up in {time.time() - started:.1f}s")
     for n in args.sizes:
-        pool = os.path.join(args.out, f"text{n}")
+        name = "text" if args.generator == "random" else args.generator
+        pool = os.path.join(args.out, f"{name}{n}")
         if not os.path.exists(os.path.join(pool, "truth.parquet")):
-            write_text_pool(n, pool, seed=n)
-        truth = pq.read_table(os.path.join(pool, "truth.parquet")).column("cluster").to_numpy()
-        seconds, memory, counts, removed = run_ours(
-            os.path.join(pool, "pool"), os.path.join(pool, "run"), config, args.partitions
-        )
-        p, r = score(removed, truth)
-        with open(os.path.join(pool, "run", "dedup", "_seconds.json")) as handle:
-            steps = json.load(handle)
-        row = {
-            "rows": n,
-            "ours_s": round(seconds, 1),
-            "ours_peak_rss_gb": round(memory.tree / 2**30, 2),
-            "ours_peak_pss_gb": round(memory.tree_pss / 2**30, 2),
-            "ours_cpu_s": round(memory.cpu_seconds, 1),
-            "machine_peak_used_gb": round(memory.machine / 2**30, 2),
-            "ours_precision": round(p, 4),
-            "ours_recall": round(r, 4),
-            "load_avg_1m": round(os.getloadavg()[0], 1),
-            "steps_s": steps,
-        }
-        if n <= args.reference_max:
-            ref_s, ref_peak, ref_removed = run_reference(os.path.join(pool, "pool"), config)
-            rp, rr = score(ref_removed, truth)
-            row.update(
-                ref_s=round(ref_s, 1),
-                ref_peak_rss_gb=round(ref_peak / 2**30, 2),
-                ref_precision=round(rp, 4),
-                ref_recall=round(rr, 4),
-                speedup=round(ref_s / seconds, 2),
-            )
-        print(json.dumps(row), flush=True)
-        results.append(row)
+            write_text_pool(n, pool, seed=n, generate=GENERATORS[args.generator])
+        for config in configs:
+            print(json.dumps(measure(n, pool, config, args)), flush=True)
     return 0
+
+
+def measure(n: int, pool: str, config: MinHashConfig, args) -> dict:
+    """One dedup run of `pool` with `config` (and the reference up to --reference-max)."""
+    truth = pq.read_table(os.path.join(pool, "truth.parquet")).column("cluster").to_numpy()
+    seconds, memory, counts, removed = run_ours(
+        os.path.join(pool, "pool"), os.path.join(pool, "run"), config, args.partitions
+    )
+    p, r = score(removed, truth)
+    with open(os.path.join(pool, "run", "dedup", "_seconds.json")) as handle:
+        steps = json.load(handle)
+    row = {
+        "rows": n,
+        "config": f"{config.unit} {config.ngram}-grams @ {config.threshold}"
+        f" {config.band_rows()} verify={config.verify}",
+        "ours_s": round(seconds, 1),
+        "ours_peak_rss_gb": round(memory.tree / 2**30, 2),
+        "ours_peak_pss_gb": round(memory.tree_pss / 2**30, 2),
+        "ours_cpu_s": round(memory.cpu_seconds, 1),
+        "machine_peak_used_gb": round(memory.machine / 2**30, 2),
+        "removed": int(removed.sum()),
+        "ours_precision": round(p, 4),
+        "ours_recall": round(r, 4),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
+        "steps_s": steps,
+    }
+    if n <= args.reference_max:
+        ref_s, ref_peak, ref_removed = run_reference(os.path.join(pool, "pool"), config)
+        rp, rr = score(ref_removed, truth)
+        row.update(
+            ref_s=round(ref_s, 1),
+            ref_peak_rss_gb=round(ref_peak / 2**30, 2),
+            ref_precision=round(rp, 4),
+            ref_recall=round(rr, 4),
+            speedup=round(ref_s / seconds, 2),
+        )
+    return row
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class MinHashConfig:
     seed: int = 1  # permutation seed (datasketch's default is 1)
     bands: int | None = None  # LSH bands; None: chosen from the threshold (datasketch rule)
     rows: int | None = None  # rows per band; None: chosen with `bands`
+    verify: bool = True  # a band candidate is an edge only when its estimated Jaccard >= threshold
 
     def band_rows(self) -> tuple[int, int]:
         """(bands, rows): given, or minimising equal-weight FP + FN as datasketch does."""

@@ -38,7 +38,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
-from operators.lsh import bucket_edges, shuffle_to_edges, verified_bucket_edges
+from operators.lsh import (
+    best_links,
+    bucket_edges,
+    shuffle_to_edges,
+    strongest_per_node,
+    text_bucket_edges,
+    verified_bucket_edges,
+)
 from operators.media import MediaError
 from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_keys
 from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
@@ -55,6 +62,8 @@ DEDUP_SCHEMA = pa.schema(
         ("dup_keep", pa.bool_()),
         ("dup_reason", pa.string()),
         ("media_cluster", pa.string()),
+        ("dup_match", pa.string()),
+        ("dup_similarity", pa.float32()),
     ]
 )
 ROW_BITS = 40  # pool row index in the low bits of a node key (up to 1.1e12 rows)
@@ -139,11 +148,14 @@ def _row_keys(batch: dict, config: DedupConfig) -> dict:
         out[f"w{k}"] = words[:, k]
     if config.near_media:
         out["thumb"] = thumbs
+    if config.text.verify:
+        out["sig8"] = sigs.astype(np.uint8)  # low bytes: b-bit MinHash for verification
     compact = {k: out[k] for k in ("node", "exact", "kind")}
     compact["id"] = table.column("id")
     name = os.path.basename(path)
     write_parquet_atomic(pa.table(compact), storage.join(config.run, "dedup", "_keys", name))
-    return out
+    order = np.argsort(out["node"])  # sorted by node: verification looks signatures up
+    return {k: v[order] for k, v in out.items()}
 
 
 def _media_records(batch: dict, config: DedupConfig) -> dict:
@@ -182,6 +194,9 @@ def _text_records(batch: dict, config: DedupConfig) -> dict:
     stacked = np.concatenate(keys, axis=1)  # (rows, exact + bands)
     reps = stacked.shape[1]
     out = {"key": stacked.ravel(), "node": np.repeat(batch["node"][use], reps)}
+    exact = np.zeros(stacked.shape, np.uint8)
+    exact[:, 0] = config.exact
+    out["exact"] = exact.ravel()
     if config.near_media:
         # Identical text may come with a re-encoded copy; near text needs the same media.
         limit = np.full(stacked.shape, config.media.near_text_scale)
@@ -202,6 +217,16 @@ def _components(edge_refs: list, partitions: int) -> tuple[np.ndarray, np.ndarra
     return stars[order, 0], stars[order, 1]
 
 
+def _links(edge_refs: list) -> dict:
+    """The strongest edge of every row that has one: {node, match, sim, why}, sorted by node."""
+    import ray
+
+    parts = ray.get([ray.remote(best_links).remote(ref) for ref in edge_refs])
+    if not parts:
+        return best_links({"hi": np.empty(0, np.int64), "lo": np.empty(0, np.int64)})
+    return strongest_per_node({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
 def _keys_table(path: str, config: DedupConfig) -> dict:
     name = os.path.basename(path)
     table = storage.read_parquet(storage.join(config.run, "dedup", "_keys", name))
@@ -214,23 +239,37 @@ def _root_info(batch: dict, roots: np.ndarray, config: DedupConfig) -> dict:
     return {"node": keys["node"][mine], "id": keys["id"][mine], "exact": keys["exact"][mine]}
 
 
-def _labels(batch: dict, text_roots, root_ids, root_exact, media_roots, media_ids) -> dict:
-    """dup_cluster, dup_keep, dup_reason, media_cluster of one shard's rows."""
+def _audit(nodes: np.ndarray, removed: np.ndarray, links: dict, match_ids) -> dict:
+    """dup_match (id of the row whose edge merged this one) and that edge's similarity."""
+    match = _lookup(nodes, (links["node"], links["match"]), nodes)
+    sim = _lookup(nodes, (links["node"], links["sim"]), np.full(len(nodes), np.nan))
+    ids = _lookup(match, match_ids, np.full(len(nodes), None, dtype=object))
+    return {
+        "dup_match": np.where(removed, ids, None).astype(object),
+        "dup_similarity": [
+            float(v) if r and v == v else None for v, r in zip(sim, removed, strict=True)
+        ],
+    }
+
+
+def _labels(batch: dict, text_roots, node_ids, root_exact, media_roots, links) -> dict:
+    """dup_cluster, dup_keep, dup_reason, media_cluster and the audit of one shard's rows."""
     nodes = batch["node"].astype(np.int64)
     ids = np.asarray(batch["id"], dtype=object)
     root = _lookup(nodes, text_roots, nodes)
-    clustered = (root != nodes) | np.isin(nodes, root_ids[0])
+    clustered = (root != nodes) | np.isin(nodes, text_roots[1])
     same_text = _lookup(root, root_exact, np.zeros(len(nodes), np.uint64)) == batch["exact"]
     reason = np.where(root == nodes, "survivor", np.where(same_text, "exact", "near"))
     media_root = _lookup(nodes, media_roots, nodes)
-    media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, media_ids, ids), None)
+    media_cluster = np.where(batch["kind"] > 0, _lookup(media_root, node_ids, ids), None)
     return {
         "id": ids,
-        "dup_cluster": _lookup(root, root_ids, ids).astype(object),
+        "dup_cluster": _lookup(root, node_ids, ids).astype(object),
         "dup_keep": root == nodes,
         "dup_reason": np.where(clustered, reason, "unique").astype(object),
         "media_cluster": media_cluster.astype(object),
         "media_unreadable": batch["kind"] < 0,
+        **_audit(nodes, root != nodes, links, node_ids),
     }
 
 
@@ -284,13 +323,24 @@ def _media_components(blocks: list, config: DedupConfig, fingerprints: list):
     return _components(edges, config.partitions)
 
 
+def _text_edge_fn(config: DedupConfig, blocks: list, fingerprints: list):
+    """The partition step of the text shuffle and its arguments (verified or not)."""
+    media = {"fingerprints": fingerprints, "media": config.media} if config.near_media else {}
+    if config.text.verify:
+        kwargs = {"signatures": blocks, "threshold": config.text.threshold, **media}
+        return text_bucket_edges, kwargs
+    if config.near_media:
+        return verified_bucket_edges, {"fingerprints": fingerprints, "config": config.media}
+    return bucket_edges, None
+
+
 def _sorted_table(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(keys)
     return keys[order], values[order]
 
 
 def _root_tables(config: DedupConfig, roots: np.ndarray):
-    """(node -> id, node -> exact key) sorted tables for the given root nodes."""
+    """(node -> id, node -> exact key) sorted tables for the given nodes."""
     info = _shard_items(config).map_batches(
         _root_info, fn_kwargs={"roots": roots, "config": config}, batch_size=1, batch_format="numpy"
     )
@@ -331,25 +381,24 @@ def dedup(config: DedupConfig) -> dict:
         fingerprints = [ray.remote(_fingerprint_part).remote(block) for block in blocks]
     media_roots = _media_components(blocks, config, fingerprints)
     clock.lap("media_components")
-    edge_fn, edge_kwargs = bucket_edges, None
-    if config.near_media:
-        edge_fn = verified_bucket_edges
-        edge_kwargs = {"fingerprints": fingerprints, "config": config.media}
+    edge_fn, edge_kwargs = _text_edge_fn(config, blocks, fingerprints)
     edges = shuffle_to_edges(
         blocks, _text_records, edge_fn, config.partitions, {"config": config}, edge_kwargs
     )
     ray.wait(edges, num_returns=len(edges))  # so the step timings below are per step
     clock.lap("text_shuffle")
     text_roots = _components(edges, config.partitions)
+    links = _links(edges)
     clock.lap("text_components")
-    root_ids, root_exact = _root_tables(config, np.unique(text_roots[1]))
-    media_ids, _ = _root_tables(config, np.unique(media_roots[1]))
+    # one pass over the key files for every node whose id or exact key a label needs
+    named = np.unique(np.concatenate([text_roots[1], media_roots[1], links["match"]]))
+    node_ids, root_exact = _root_tables(config, named)
     tables = {
         "text_roots": text_roots,
-        "root_ids": root_ids,
+        "node_ids": node_ids,
         "root_exact": root_exact,
         "media_roots": media_roots,
-        "media_ids": media_ids,
+        "links": links,
     }
     written = (
         _shard_items(config)
@@ -389,10 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
     parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
     parser.add_argument("--no-media", action="store_true", help="do not hash media")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="every LSH band candidate is an edge (no similarity check against the threshold)",
+    )
     parser.add_argument("--partitions", type=int, default=DedupConfig.partitions)
     args = parser.parse_args(argv)
     text = MinHashConfig(
-        num_perm=args.num_perm, threshold=args.threshold, unit=args.unit, ngram=args.ngram
+        num_perm=args.num_perm,
+        threshold=args.threshold,
+        unit=args.unit,
+        ngram=args.ngram,
+        verify=not args.no_verify,
     )
     config = DedupConfig(
         run=args.run,

@@ -83,9 +83,14 @@ def _messages(questions: list[str], answers: list[str]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), structs)
 
 
-def write_text_pool(n: int, out: str, seed: int = 0, shard_rows: int = 50_000, **kwargs) -> dict:
-    """Write `out/pool/part-NNNNN.parquet` (ROW_SCHEMA) and `out/truth.parquet`; counts."""
-    questions, answers, cluster, kind = generate_text_rows(n, seed, **kwargs)
+def write_text_pool(
+    n: int, out: str, seed: int = 0, shard_rows: int = 50_000, generate=None, **kwargs
+) -> dict:
+    """Write `out/pool/part-NNNNN.parquet` (ROW_SCHEMA) and `out/truth.parquet`; counts.
+
+    `generate` makes the rows (default `generate_text_rows`; ray_jobs/synthetic_templated.py
+    has the templated generator)."""
+    questions, answers, cluster, kind = (generate or generate_text_rows)(n, seed, **kwargs)
     ids = [f"txt-{i:08d}" for i in range(n)]
     for shard, start in enumerate(range(0, n, shard_rows)):
         end = min(n, start + shard_rows)
