@@ -17,9 +17,15 @@ import time
 from dataclasses import asdict, dataclass
 
 from operators import storage
-from operators.readers import Chunk, input_files, json_array_to_jsonl, plan_chunks, read_chunk
-from operators.records import RecordOptions
-from operators.writers import write_parquet_atomic
+from operators.formats.readers import (
+    Chunk,
+    input_files,
+    json_array_to_jsonl,
+    plan_chunks,
+    read_chunk,
+)
+from operators.formats.records import RecordOptions
+from operators.formats.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["IngestConfig", "ingest", "main"]

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from operators import storage
+from operators.formats.records import RESERVED
 from operators.media_paths import relative_media_path
-from operators.records import RESERVED
 
 __all__ = ["export_llava", "row_to_llava", "write_parquet_atomic"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from operators import storage
-from operators.records import RecordOptions, RowError, normalize_llava, normalize_schema_row
+from operators.formats.records import RecordOptions, RowError, normalize_llava, normalize_schema_row
 from operators.schema import quarantine_table, rows_table
 
 __all__ = [

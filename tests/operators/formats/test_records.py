@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from operators.records import RecordOptions, RowError, derive_id, normalize_llava
+from operators.formats.records import RecordOptions, RowError, derive_id, normalize_llava
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_bad_records_raise_with_reason_and_field(root, fields, reason, field):
 
 
 def test_escaping_path_is_never_opened(root, monkeypatch):
-    import operators.records as records
+    import operators.formats.records as records
 
     opened = []
     monkeypatch.setattr(records, "probe_media", lambda path, kind: opened.append(path))
