@@ -48,6 +48,7 @@ def test_llava_record_maps_to_row(root):
 def test_text_only_record_and_derived_id_is_stable(root):
     record = _record()
     del record["image"], record["id"]
+    record["conversations"][0]["value"] = "What color?"
     row = _norm(record, root)
     assert row["media_type"] == "text" and row["media"] == []
     assert row["id"] == derive_id("pool", "pool.jsonl:0", json.dumps(record))
