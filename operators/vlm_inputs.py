@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from operators.formats.records import RowError
 from operators.media import load_image, read_video_frames
-from operators.records import RowError
 
 __all__ = [
     "IGNORE_INDEX",

@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "ray_jobs.train",
     "eval": "ray_jobs.evaluate",
     "report": "ray_jobs.report",
+    "export": "ray_jobs.export",
     "bench": "ray_jobs.bench",
 }
 

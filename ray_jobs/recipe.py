@@ -38,6 +38,10 @@ class IngestSection:
     check_media: bool = True  # open every media file far enough to know it decodes
     source: str | None = None  # source name for rows without one (default: the file stem)
     chunk_bytes: int | None = None  # JSONL bytes per chunk / output shard; None: by size
+    input_format: str | None = None  # force json, jsonl or parquet; None: detected by content
+    # the input's field / column names mapped to ours, e.g. {img: images, chat: messages}
+    columns: dict[str, str] | None = None
+    on_duplicate_id: str = "quarantine"  # a repeated id: "quarantine" or "rename" (X#dup1, ..)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
+from operators.formats.writers import write_parquet_atomic
 from operators.motion import MotionConfig, describe_media
 from operators.schema import QUARANTINE_SCHEMA
-from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["ScoreConfig", "ScoreStep", "main", "score", "score_steps"]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
-from operators.writers import write_parquet_atomic
+from operators.formats.writers import write_parquet_atomic
 from ray_jobs.rundir import is_complete, mark_complete, read_counts, stage_line
 from selection.baselines import (
     DifficultyConfig,

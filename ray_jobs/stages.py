@@ -28,6 +28,9 @@ def _ingest(recipe: Recipe) -> dict:
         section.source,
         section.check_media,
         section.chunk_bytes,
+        section.input_format,
+        section.columns,
+        section.on_duplicate_id,
     )
     return ingest(config)
 

@@ -13,7 +13,7 @@ import time
 
 import pyarrow as pa
 
-from operators.writers import write_parquet_atomic
+from operators.formats.writers import write_parquet_atomic
 from ray_jobs.synthetic_pool import DEFECT_RATES, generate_line
 
 __all__ = ["main", "synthesize"]

@@ -112,7 +112,7 @@ def _heldout(config: TrainJobConfig) -> pa.Table:
 
 def prepare(config: TrainJobConfig) -> dict:
     """Write OUT/rows.parquet (ordered training rows) and OUT/heldout.parquet; counts."""
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
     from training.data import ordered_rows
 
     fraction = 0.0 if config.heldout else config.heldout_fraction
@@ -125,7 +125,7 @@ def prepare(config: TrainJobConfig) -> dict:
 
 
 def _write_rows(table: pa.Table, path: str) -> str:
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
 
     write_parquet_atomic(table, path)
     return path

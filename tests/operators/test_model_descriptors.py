@@ -8,6 +8,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.model_descriptors import (
     FLOAT_COLUMNS,
     DescriptorConfig,
@@ -16,8 +18,6 @@ from operators.model_descriptors import (
     prompted_temporal_value,
 )
 from operators.pism import PismConfig
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import decode_media, encode_row, frame_order
 from operators.vlm_runtime import RuntimeConfig

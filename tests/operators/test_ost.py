@@ -10,14 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.ost import (
     OneStepUtility,
     OstConfig,
     SparseSignProjection,
     stratified_target,
 )
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import collate, decode_media, encode_row
 from operators.vlm_runtime import RuntimeConfig

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
 from training.warmup import WarmupConfig, train_proxy
 

@@ -18,14 +18,24 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from operators import storage
-from operators.records import RecordOptions, RowError, normalize_llava, normalize_schema_row
+from operators.formats.detect import BOM, open_decompressed
+from operators.formats.messages import normalize_messages
+from operators.formats.records import (
+    RecordOptions,
+    RowError,
+    jsonable,
+    normalize_llava,
+    normalize_schema_row,
+)
 from operators.schema import quarantine_table, rows_table
 
 __all__ = [
     "Chunk",
+    "decompress_to",
     "input_files",
     "iter_chunk_tables",
     "json_array_to_jsonl",
+    "normalize_record",
     "plan_chunks",
     "read_chunk",
 ]
@@ -45,12 +55,14 @@ class Chunk:
     start: int  # byte offset (jsonl) or first row (parquet)
     end: int  # byte offset (jsonl) or end row (parquet), exclusive
     first_line: int  # 0-based line (jsonl) or row (parquet) of the chunk's first record
+    name: str = ""  # the user's input file when `path` is a staged (decompressed) copy of it
 
 
 def input_files(path: str) -> list[str]:
     """The data files of an input: the file itself, or the sorted files of a directory."""
     if storage.isdir(path):
-        suffixes = (".jsonl", ".json", ".parquet")
+        suffixes = tuple(f"{s}{c}" for s in (".jsonl", ".json") for c in ("", ".gz", ".zst"))
+        suffixes += (".parquet", ".tar")
         return [storage.join(path, n) for n in storage.listdir(path) if n.endswith(suffixes)]
     return [path]
 
@@ -76,22 +88,47 @@ def _jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[int, int, int]]
             buffer = buffer[length:]
 
 
-def plan_chunks(path: str | list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:
-    """Cut every data file of `path` (JSONL or Parquet; or a list of files) into chunks,
-    numbered globally."""
+def plan_chunks(
+    path: str | list, chunk_bytes: int = DEFAULT_CHUNK_BYTES, forced: str | None = None
+) -> list[Chunk]:
+    """Cut every data file of `path` (or a list of files, or of (file, format, name)) into
+    chunks, numbered globally. The format is detected by content (`detect_format`) unless
+    given; a JSON list or a compressed file must be staged as plain JSONL first."""
+    from operators.formats.detect import compression_of, detect_format
+
     chunks: list[Chunk] = []
-    for file in input_files(path) if isinstance(path, str) else path:
-        if file.endswith(".parquet"):
+    for item in input_files(path) if isinstance(path, str) else path:
+        file, kind, name = item if isinstance(item, tuple) else (item, None, "")
+        kind = kind or detect_format(file, forced)
+        if kind == "parquet":
             rows = storage.parquet_file(file).metadata.num_rows
             for start in range(0, rows, DEFAULT_PARQUET_ROWS):
                 end = min(start + DEFAULT_PARQUET_ROWS, rows)
-                chunks.append(Chunk(file, "parquet", len(chunks), start, end, start))
-        elif file.endswith(".jsonl"):
+                chunks.append(Chunk(file, "parquet", len(chunks), start, end, start, name))
+        elif kind == "jsonl" and not compression_of(file):
             for start, end, line in _jsonl_chunks(file, chunk_bytes):
-                chunks.append(Chunk(file, "jsonl", len(chunks), start, end, line))
+                chunks.append(Chunk(file, "jsonl", len(chunks), start, end, line, name))
         else:
-            raise ValueError(f"{file}: a JSON list must be converted first (json_array_to_jsonl)")
+            raise ValueError(f"{file}: a {kind} input must be staged as JSONL first (stage_text)")
     return chunks
+
+
+def normalize_record(record, origin: str, record_text: str, options: RecordOptions) -> dict:
+    """One parsed record (a JSON object, a Parquet row) to a row dict, by its content:
+    `conversations` is LLaVA, `messages` ms-swift / LLaMA-Factory / OpenAI content parts.
+    Recipe column mappings apply first. Raises RowError: the record's quarantine entry."""
+    if isinstance(record, dict) and options.columns:
+        renames = dict(options.columns)
+        record = {renames.get(k, k): v for k, v in record.items()}
+    if isinstance(record, dict) and "messages" in record and "conversations" not in record:
+        return normalize_messages(record, origin, record_text, options)
+    if isinstance(record, dict) and "conversations" not in record:
+        raise RowError("malformed", "has neither 'conversations' nor 'messages'", "conversations")
+    return normalize_llava(record, origin, record_text, options)
+
+
+def _is_our_schema(schema: pa.Schema) -> bool:
+    return {"id", "source", "media_type", "messages", "extra"} <= set(schema.names)
 
 
 def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
@@ -110,7 +147,9 @@ def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict],
     data = storage.read_bytes(chunk.path, chunk.start, chunk.end)
     for offset, raw_line in enumerate(data.split(b"\n")):
         line = chunk.first_line + offset
-        origin = f"{chunk.path}:{line}"
+        origin = f"{chunk.name or chunk.path}:{line}"
+        if line == 0:
+            raw_line = raw_line.removeprefix(BOM)
         if not raw_line.strip():
             continue
         try:
@@ -125,7 +164,7 @@ def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict],
             bad.append(_quarantine(origin, "malformed", f"invalid JSON: {error}", text))
             continue
         try:
-            rows.append(normalize_llava(record, origin, text, options))
+            rows.append(normalize_record(record, origin, text, options))
         except RowError as error:
             row_id = record.get("id") if isinstance(record, dict) else None
             row_id = str(row_id) if isinstance(row_id, (str, int)) else None
@@ -135,14 +174,20 @@ def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict],
 
 def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
     table = _parquet_rows(chunk.path, chunk.start, chunk.end)
+    ours = _is_our_schema(table.schema)
     rows, bad = [], []
     for offset, row in enumerate(table.to_pylist()):
-        origin = f"{chunk.path}:{chunk.first_line + offset}"
+        origin = f"{chunk.name or chunk.path}:{chunk.first_line + offset}"
+        raw = json.dumps(row, default=jsonable, ensure_ascii=False)
         try:
-            rows.append(normalize_schema_row(row, origin, options))
+            if ours:
+                rows.append(normalize_schema_row(row, origin, options))
+            else:  # the HF datasets layout: records with media as struct<bytes, path>
+                rows.append(normalize_record(row, origin, raw, options))
         except RowError as error:
-            raw = json.dumps(row, default=str, ensure_ascii=False)
-            bad.append(_quarantine(origin, error.reason, str(error), raw, row.get("id")))
+            row_id = row.get("id") if isinstance(row.get("id"), (str, int)) else None
+            row_id = str(row_id) if row_id is not None else None
+            bad.append(_quarantine(origin, error.reason, str(error), raw, row_id))
     return rows, bad
 
 
@@ -177,7 +222,7 @@ def iter_chunk_tables(path: str, options: RecordOptions) -> Iterator[tuple[pa.Ta
 def _iter_json_array(path: str, block: int = 1 << 20) -> Iterator[tuple[str | None, str]]:
     """Stream the elements of a top-level JSON array as (element JSON, "") or (None, error)."""
     decoder = json.JSONDecoder()
-    with io.TextIOWrapper(storage.open_input(path), encoding="utf-8") as handle:
+    with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig") as handle:
         buffer, pos, eof, started = "", 0, False, False
         while True:
             while pos < len(buffer) and buffer[pos] in " \t\r\n,":
@@ -209,6 +254,13 @@ def _iter_json_array(path: str, block: int = 1 << 20) -> Iterator[tuple[str | No
                 continue
             yield json.dumps(value, ensure_ascii=False), ""
             pos = end
+
+
+def decompress_to(path: str, out_path: str) -> None:
+    """Write the decompressed bytes of a gzip / zstd JSONL file to `out_path` (streaming)."""
+    with open_decompressed(path) as source, storage.open_output(out_path) as out:
+        while block := source.read(SCAN_BLOCK):
+            out.write(block)
 
 
 def json_array_to_jsonl(path: str, out_path: str) -> int:

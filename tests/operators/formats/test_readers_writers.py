@@ -3,10 +3,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators.readers import iter_chunk_tables, json_array_to_jsonl, plan_chunks
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables, json_array_to_jsonl, plan_chunks
+from operators.formats.records import RecordOptions
+from operators.formats.writers import export_llava
 from operators.schema import ROW_SCHEMA
-from operators.writers import export_llava
 
 
 def _read_all(path, root):
