@@ -1,6 +1,9 @@
 """`mmcurate run RECIPE`: every stage of a recipe, in order, skipping what is complete.
 
-Stages write a completion marker last, so a killed run resumes where it stopped. `--from
+Stages write a completion marker last, so a killed run resumes where it stopped (finished
+shards are kept). Each marker records the fingerprint of the configuration and inputs that
+produced it (ray_jobs/fingerprints.py): when the recipe changed, the stage whose configuration
+changed and every stage after it rerun, and the plan prints the changed keys. `--from
 STAGE` reruns that stage and all after it (their outputs are removed first); `--only STAGE`
 reruns one stage; `--dry-run` prints the resolved recipe and the plan without running.
 Also `ray job submit --working-dir . -- python -m ray_jobs.run RECIPE` on a cluster, where
@@ -16,6 +19,13 @@ import yaml
 
 from operators import storage
 from ray_jobs.config_loading import to_plain
+from ray_jobs.fingerprints import (
+    changed_keys,
+    record_complete,
+    record_started,
+    recorded,
+    stage_fingerprints,
+)
 from ray_jobs.recipe import Recipe, load_recipe
 from ray_jobs.rundir import ensure_ray, stage_line
 from ray_jobs.stages import STAGES, stage_done, stage_outputs
@@ -24,7 +34,11 @@ __all__ = ["main", "plan", "run_recipe"]
 
 
 def plan(recipe: Recipe, from_stage: str | None = None, only: str | None = None) -> list:
-    """(stage, action) for each stage: 'run', 'rerun' or 'skip (complete)'."""
+    """(stage, action) for each stage: 'run', 'rerun ...' or 'skip ...'.
+
+    Without --from / --only, a complete stage is skipped when the fingerprint its markers
+    record is the recipe's; otherwise it reruns ('rerun (changed: KEYS)'), and so does every
+    later stage: their inputs are being rewritten."""
     names = list(STAGES)
     for name in (from_stage, only):
         if name is not None and name not in names:
@@ -32,7 +46,8 @@ def plan(recipe: Recipe, from_stage: str | None = None, only: str | None = None)
     unknown = sorted(set(recipe.stages) - set(names))
     if unknown:
         raise SystemExit(f"recipe names unknown stage {unknown[0]!r}; stages: {', '.join(names)}")
-    steps = []
+    fingerprints = stage_fingerprints(recipe, [n for n in names if n in recipe.stages])
+    steps, upstream_runs = [], False
     for index, name in enumerate(names):
         if name not in recipe.stages:
             action = "skip (not in recipe)"
@@ -41,9 +56,28 @@ def plan(recipe: Recipe, from_stage: str | None = None, only: str | None = None)
         elif from_stage is not None and index >= names.index(from_stage):
             action = "rerun"
         else:
-            action = "skip (complete)" if stage_done(recipe, name) else "run"
+            action = _fingerprint_action(recipe, name, fingerprints[name], upstream_runs)
+            upstream_runs = upstream_runs or not action.startswith("skip")
         steps.append((name, action))
     return steps
+
+
+def _fingerprint_action(recipe: Recipe, name: str, current: tuple, upstream_runs: bool) -> str:
+    fingerprint, config = current
+    outputs = stage_outputs(recipe, name)
+    done = stage_done(recipe, name)
+    if done and not outputs:
+        return "skip (complete)"  # nothing to write (no subsets, no proxy needed)
+    before = recorded(recipe, name, outputs)
+    if before is not None and before["fingerprint"] != fingerprint:
+        return f"rerun (changed: {', '.join(changed_keys(before['config'], config))})"
+    if not done:
+        return "run"
+    if upstream_runs:
+        return "rerun (an earlier stage reruns)"
+    if before is None:
+        return f"rerun (changed: {', '.join(changed_keys(None, config))})"
+    return "skip (complete)"
 
 
 def _write_resolved(recipe: Recipe) -> None:
@@ -56,16 +90,21 @@ def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None =
     steps = plan(recipe, from_stage, only)
     _write_resolved(recipe)
     ensure_ray(recipe.num_cpus)
+    fingerprints = stage_fingerprints(recipe, [n for n in STAGES if n in recipe.stages])
     results = {}
     for name, action in steps:
         if action.startswith("skip"):
             print(f"[mmcurate] {name}: {action}")
             continue
-        if action == "rerun":
-            for path in stage_outputs(recipe, name):
+        outputs = stage_outputs(recipe, name)
+        if action.startswith("rerun"):
+            print(f"[mmcurate] {name}: {action}", flush=True)
+            for path in outputs:
                 storage.remove(path)
         started = time.time()
+        record_started(recipe, name, *fingerprints[name])
         results[name] = STAGES[name](recipe)
+        record_complete(outputs, *fingerprints[name])
         print(stage_line(name, results[name], started), flush=True)
     return results
 

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 from operators import storage
+from operators.row_errors import rows_read
 
 __all__ = [
     "ensure_ray",
@@ -35,16 +36,24 @@ def mark_complete(directory: str, counts: dict) -> None:
 
 def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
     """Count a sharded stage's outputs from the written files (shard NAME in both folders),
-    mark both folders complete and return {input, kept, quarantined, reasons, shards}."""
-    kept = quarantined = 0
+    check each shard's kept + quarantined against the rows it read from its source (recorded
+    in the quarantine shard's metadata), mark both folders complete and return {input, kept,
+    quarantined, reasons, shards}. A shard whose numbers disagree fails the stage."""
+    read = kept = quarantined = 0
     reasons: Counter = Counter()
     for name in names:
-        kept += storage.parquet_file(storage.join(kept_dir, name)).metadata.num_rows
+        shard_kept = storage.parquet_file(storage.join(kept_dir, name)).metadata.num_rows
         bad = storage.read_parquet(storage.join(quarantine_dir, name), columns=["reason"])
-        quarantined += bad.num_rows
+        shard_read = rows_read(storage.read_schema(storage.join(quarantine_dir, name)))
+        if shard_read is None or shard_read != shard_kept + bad.num_rows:
+            raise RuntimeError(
+                f"{kept_dir} shard {name}: read {shard_read} rows from its source, but wrote "
+                f"{shard_kept} kept + {bad.num_rows} quarantined = {shard_kept + bad.num_rows}"
+            )
+        read, kept, quarantined = read + shard_read, kept + shard_kept, quarantined + bad.num_rows
         reasons.update(bad.column("reason").to_pylist())
     counts = {
-        "input": kept + quarantined,
+        "input": read,
         "kept": kept,
         "quarantined": quarantined,
         "reasons": dict(sorted(reasons.items())),

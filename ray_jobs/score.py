@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from operators import storage
 from operators.formats.writers import write_parquet_atomic
 from operators.motion import MotionConfig, describe_media
+from operators.row_errors import with_rows_read
 from operators.schema import QUARANTINE_SCHEMA
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
@@ -119,7 +120,15 @@ def _quarantine(bad: pa.Table) -> pa.Table:
     )
 
 
-def _write_shard(table: pa.Table, name: str, run: str) -> None:
+def _write_shard(table: pa.Table, name: str, run: str, input_rows: int) -> None:
+    """Write a shard's scored and quarantined rows; they must be exactly its input rows."""
+    if table.num_rows != input_rows or (
+        input_rows and sorted(table.column("_pos").to_pylist()) != list(range(input_rows))
+    ):
+        raise RuntimeError(
+            f"score shard {name}: read {input_rows} input rows, but the steps returned "
+            f"{table.num_rows} rows (positions not one per input row)"
+        )
     table = table.sort_by("_pos")
     failed = (
         pc.is_valid(table.column("score_error")) if "score_error" in table.column_names else None
@@ -127,6 +136,7 @@ def _write_shard(table: pa.Table, name: str, run: str) -> None:
     good = table if failed is None else table.filter(pc.invert(failed))
     bad = None if failed is None else table.filter(failed)
     quarantine = _quarantine(bad) if bad is not None else QUARANTINE_SCHEMA.empty_table()
+    quarantine = with_rows_read(quarantine, input_rows)
     write_parquet_atomic(quarantine, storage.join(run, "quarantine", STAGE, name))
     drop = [c for c in (*INTERNAL, "score_error") if c in good.column_names]
     write_parquet_atomic(good.drop_columns(drop), storage.join(run, "scored", name))
@@ -151,7 +161,8 @@ def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: Sco
             table = pa.concat_tables(tables)
         else:
             table = _empty_like(storage.read_schema(paths[shard]), steps)
-        _write_shard(table, os.path.basename(paths[shard]), config.run)
+        input_rows = storage.parquet_file(paths[shard]).metadata.num_rows
+        _write_shard(table, os.path.basename(paths[shard]), config.run, input_rows)
 
 
 def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:

@@ -27,6 +27,7 @@ from operators.formats.records import (
     normalize_llava,
     normalize_schema_row,
 )
+from operators.row_errors import describe, is_row_error, row_by_row, safe_text, with_rows_read
 from operators.schema import quarantine_table, rows_table
 
 __all__ = [
@@ -133,62 +134,91 @@ def _is_our_schema(schema: pa.Schema) -> bool:
 
 def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
     return {
-        "id": row_id,
-        "origin": origin,
+        "id": safe_text(row_id),
+        "origin": safe_text(origin),
         "error_stage": "ingest",
         "reason": reason,
-        "error": error,
-        "raw": raw,
+        "error": safe_text(error),
+        "raw": safe_text(raw),
     }
 
 
-def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
+def _given_id(record) -> str | None:
+    row_id = record.get("id") if isinstance(record, dict) else None
+    return str(row_id) if isinstance(row_id, (str, int)) and not isinstance(row_id, bool) else None
+
+
+def _read_jsonl_line(raw_line: bytes, origin: str, options: RecordOptions):
+    """One JSONL line -> (row, None) or (None, quarantine entry); never raises a row error."""
+    if not raw_line.strip():
+        return None, _quarantine(origin, "blank_line", "line is blank", raw_line.decode("latin-1"))
+    try:
+        text = raw_line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raw = raw_line.decode("utf-8", errors="backslashreplace")
+        return None, _quarantine(origin, "malformed", f"line is not UTF-8: {error}", raw)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, _quarantine(origin, "malformed", f"invalid JSON: {error}", text)
+    except RecursionError:
+        return None, _quarantine(origin, "malformed", "JSON nested too deep to parse", text)
+    try:
+        return normalize_record(record, origin, text, options), None
+    except RowError as error:
+        return None, _quarantine(origin, error.reason, str(error), text, _given_id(record))
+    except Exception as error:
+        if not is_row_error(error):
+            raise
+        return None, _quarantine(origin, "row_exception", describe(error), text, _given_id(record))
+
+
+def _jsonl_lines(data: bytes) -> list[bytes]:
+    """The lines of a chunk's bytes: every newline ends one; a last line may lack it."""
+    lines = data.split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict], int]:
     rows, bad = [], []
-    data = storage.read_bytes(chunk.path, chunk.start, chunk.end)
-    for offset, raw_line in enumerate(data.split(b"\n")):
+    lines = _jsonl_lines(storage.read_bytes(chunk.path, chunk.start, chunk.end))
+    for offset, raw_line in enumerate(lines):
         line = chunk.first_line + offset
         origin = f"{chunk.name or chunk.path}:{line}"
         if line == 0:
             raw_line = raw_line.removeprefix(BOM)
-        if not raw_line.strip():
-            continue
-        try:
-            text = raw_line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raw = raw_line.decode("utf-8", errors="backslashreplace")
-            bad.append(_quarantine(origin, "malformed", f"line is not UTF-8: {error}", raw))
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            bad.append(_quarantine(origin, "malformed", f"invalid JSON: {error}", text))
-            continue
-        try:
-            rows.append(normalize_record(record, origin, text, options))
-        except RowError as error:
-            row_id = record.get("id") if isinstance(record, dict) else None
-            row_id = str(row_id) if isinstance(row_id, (str, int)) else None
-            bad.append(_quarantine(origin, error.reason, str(error), text, row_id))
-    return rows, bad
+        row, entry = _read_jsonl_line(raw_line, origin, options)
+        (rows if row is not None else bad).append(row if row is not None else entry)
+    return rows, bad, len(lines)
 
 
-def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict]]:
+def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict], list[dict], int]:
     table = _parquet_rows(chunk.path, chunk.start, chunk.end)
     ours = _is_our_schema(table.schema)
     rows, bad = [], []
     for offset, row in enumerate(table.to_pylist()):
         origin = f"{chunk.name or chunk.path}:{chunk.first_line + offset}"
-        raw = json.dumps(row, default=jsonable, ensure_ascii=False)
+        raw = _raw_json(row)
         try:
             if ours:
                 rows.append(normalize_schema_row(row, origin, options))
             else:  # the HF datasets layout: records with media as struct<bytes, path>
                 rows.append(normalize_record(row, origin, raw, options))
-        except RowError as error:
-            row_id = row.get("id") if isinstance(row.get("id"), (str, int)) else None
-            row_id = str(row_id) if row_id is not None else None
-            bad.append(_quarantine(origin, error.reason, str(error), raw, row_id))
-    return rows, bad
+        except Exception as error:
+            if not is_row_error(error):
+                raise
+            reason = error.reason if isinstance(error, RowError) else "row_exception"
+            message = str(error) if isinstance(error, RowError) else describe(error)
+            bad.append(_quarantine(origin, reason, message, raw, _given_id(row)))
+    return rows, bad, table.num_rows
+
+
+def _raw_json(row: dict) -> str:
+    """A Parquet row as the JSON its quarantine entry keeps (bytes as base64, else repr)."""
+    try:
+        return json.dumps(row, default=jsonable, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return safe_text(repr(row))
 
 
 def _parquet_rows(path: str, start: int, end: int) -> pa.Table:
@@ -207,10 +237,20 @@ def _parquet_rows(path: str, start: int, end: int) -> pa.Table:
 
 
 def read_chunk(chunk: Chunk, options: RecordOptions) -> tuple[pa.Table, pa.Table]:
-    """Parse one chunk into (rows with ROW_SCHEMA, quarantine with QUARANTINE_SCHEMA)."""
+    """Parse one chunk into (rows with ROW_SCHEMA, quarantine with QUARANTINE_SCHEMA).
+
+    A row that Arrow cannot store is quarantined too (the table is retried row by row); the
+    quarantine table's metadata records the rows read from the source (`rows_read`)."""
     reader = _read_parquet_chunk if chunk.kind == "parquet" else _read_jsonl_chunk
-    rows, bad = reader(chunk, options)
-    return rows_table(rows), quarantine_table(bad)
+    rows, bad, read = reader(chunk, options)
+    built, failures = row_by_row(rows, rows_table)
+    for index, error in failures:
+        row = rows[index]
+        raw = json.dumps(row, default=str, ensure_ascii=True)
+        entry = _quarantine(row.get("origin"), "unstorable", describe(error), raw, row.get("id"))
+        bad.append(entry)
+    table = pa.concat_tables([t for _, t in built]) if built else rows_table([])
+    return table, with_rows_read(quarantine_table(bad), read)
 
 
 def iter_chunk_tables(path: str, options: RecordOptions) -> Iterator[tuple[pa.Table, pa.Table]]:

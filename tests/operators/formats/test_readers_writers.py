@@ -89,8 +89,8 @@ def test_non_utf8_and_invalid_json_lines_are_quarantined(tmp_path):
     path.write_bytes(json.dumps(good).encode() + b"\n\xff\xfe bad\n{nope\n\n" + b"[1, 2]\n")
     rows, bad = _read_all(path, tmp_path)
     assert len(rows) == 1
-    assert [b["origin"].rsplit(":", 1)[1] for b in bad] == ["1", "2", "4"]
-    assert {b["reason"] for b in bad} == {"malformed"}
+    assert [b["origin"].rsplit(":", 1)[1] for b in bad] == ["1", "2", "3", "4"]
+    assert [b["reason"] for b in bad] == ["malformed", "malformed", "blank_line", "malformed"]
     assert "not UTF-8" in bad[0]["error"] and "invalid JSON" in bad[1]["error"]
 
 
