@@ -37,6 +37,7 @@ __all__ = [
     "json_array_to_jsonl",
     "normalize_record",
     "plan_chunks",
+    "quarantine_entry",
     "read_chunk",
 ]
 
@@ -105,6 +106,8 @@ def plan_chunks(
             for start in range(0, rows, DEFAULT_PARQUET_ROWS):
                 end = min(start + DEFAULT_PARQUET_ROWS, rows)
                 chunks.append(Chunk(file, "parquet", len(chunks), start, end, start, name))
+        elif kind == "webdataset":  # one chunk per tar, read by Ray Data (ray_jobs/ingest.py)
+            chunks.append(Chunk(file, "webdataset", len(chunks), 0, 0, 0, name))
         elif kind == "jsonl" and not compression_of(file):
             for start, end, line in _jsonl_chunks(file, chunk_bytes):
                 chunks.append(Chunk(file, "jsonl", len(chunks), start, end, line, name))
@@ -131,7 +134,8 @@ def _is_our_schema(schema: pa.Schema) -> bool:
     return {"id", "source", "media_type", "messages", "extra"} <= set(schema.names)
 
 
-def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
+def quarantine_entry(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
+    """One ingest quarantine row (QUARANTINE_SCHEMA) for the record at `origin`."""
     return {
         "id": row_id,
         "origin": origin,
@@ -156,19 +160,19 @@ def _read_jsonl_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict],
             text = raw_line.decode("utf-8")
         except UnicodeDecodeError as error:
             raw = raw_line.decode("utf-8", errors="backslashreplace")
-            bad.append(_quarantine(origin, "malformed", f"line is not UTF-8: {error}", raw))
+            bad.append(quarantine_entry(origin, "malformed", f"line is not UTF-8: {error}", raw))
             continue
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            bad.append(_quarantine(origin, "malformed", f"invalid JSON: {error}", text))
+            bad.append(quarantine_entry(origin, "malformed", f"invalid JSON: {error}", text))
             continue
         try:
             rows.append(normalize_record(record, origin, text, options))
         except RowError as error:
             row_id = record.get("id") if isinstance(record, dict) else None
             row_id = str(row_id) if isinstance(row_id, (str, int)) else None
-            bad.append(_quarantine(origin, error.reason, str(error), text, row_id))
+            bad.append(quarantine_entry(origin, error.reason, str(error), text, row_id))
     return rows, bad
 
 
@@ -187,7 +191,7 @@ def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict
         except RowError as error:
             row_id = row.get("id") if isinstance(row.get("id"), (str, int)) else None
             row_id = str(row_id) if row_id is not None else None
-            bad.append(_quarantine(origin, error.reason, str(error), raw, row_id))
+            bad.append(quarantine_entry(origin, error.reason, str(error), raw, row_id))
     return rows, bad
 
 
@@ -208,6 +212,8 @@ def _parquet_rows(path: str, start: int, end: int) -> pa.Table:
 
 def read_chunk(chunk: Chunk, options: RecordOptions) -> tuple[pa.Table, pa.Table]:
     """Parse one chunk into (rows with ROW_SCHEMA, quarantine with QUARANTINE_SCHEMA)."""
+    if chunk.kind == "webdataset":
+        raise ValueError(f"{chunk.path}: WebDataset tars are read through Ray Data (ingest)")
     reader = _read_parquet_chunk if chunk.kind == "parquet" else _read_jsonl_chunk
     rows, bad = reader(chunk, options)
     return rows_table(rows), quarantine_table(bad)
