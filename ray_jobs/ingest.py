@@ -27,11 +27,15 @@ from operators.formats.readers import (
     decompress_to,
     input_files,
     json_array_to_jsonl,
+    normalize_record,
     plan_chunks,
+    quarantine_entry,
     read_chunk,
 )
-from operators.formats.records import RecordOptions
+from operators.formats.records import RecordOptions, RowError, jsonable
+from operators.formats.webdataset import sample_record
 from operators.formats.writers import write_parquet_atomic
+from operators.schema import quarantine_table, rows_table
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["IngestConfig", "ingest", "main"]
@@ -83,6 +87,52 @@ def _ingest_chunks(batch: dict, options: RecordOptions, run: str) -> dict:
     return out
 
 
+def _sample_row(sample: dict, options: RecordOptions) -> dict:
+    """Ray Data UDF, one WebDataset sample: its row or its quarantine entry, as JSON."""
+    url, key = sample["__url__"], sample["__key__"]
+    origin = f"{url}:{key}"
+    try:
+        record, text = sample_record(sample, options)
+        row = normalize_record(record, origin, text, options)
+        return {"url": url, "key": key, "row": json.dumps(row), "bad": ""}
+    except RowError as error:
+        raw = json.dumps({k: v for k, v in sample.items() if k == "json"}, default=jsonable)
+        entry = quarantine_entry(origin, error.reason, str(error), raw)
+        return {"url": url, "key": key, "row": "", "bad": json.dumps(entry)}
+
+
+def _write_tar_shards(name: str, samples: list[dict], run: str) -> None:
+    """The two shards of one tar, its samples in key order."""
+    samples = sorted(samples, key=lambda s: s["key"])
+    rows = [json.loads(s["row"]) for s in samples if s["row"]]
+    bad = [json.loads(s["bad"]) for s in samples if s["bad"]]
+    write_parquet_atomic(quarantine_table(bad), storage.join(run, "quarantine", "ingest", name))
+    write_parquet_atomic(rows_table(rows), storage.join(run, "pool", name))
+
+
+def _ingest_webdataset(chunks: list[Chunk], options: RecordOptions, run: str) -> None:
+    """WebDataset tars through Ray Data's reader (raw bytes, never unpickled): the tasks turn
+    each sample into a row or a quarantine entry (its media written to the run's store); the
+    driver, receiving them in file order, writes each tar's shards when the tar ends."""
+    import ray
+
+    index = {storage.local_path(c.path): c.index for c in chunks}
+    dataset = ray.data.read_webdataset([c.path for c in chunks], decoder=None)
+    dataset.context.execution_options.preserve_order = True
+    current, samples, done = None, [], set()
+    for sample in dataset.map(_sample_row, fn_kwargs={"options": options}).iter_rows():
+        if sample["url"] != current and samples:
+            _write_tar_shards(f"part-{index[current]:05d}.parquet", samples, run)
+            samples, done = [], done | {current}
+        current = sample["url"]
+        samples.append(sample)
+    if samples:
+        _write_tar_shards(f"part-{index[current]:05d}.parquet", samples, run)
+        done.add(current)
+    for url in set(index) - done:  # a tar without samples still has its (empty) shards
+        _write_tar_shards(f"part-{index[url]:05d}.parquet", [], run)
+
+
 def _chunk_bytes(files: list[str], num_cpus: int) -> int:
     total = sum(storage.size(f) for f in files)
     return int(min(4 << 20, max(64 << 10, total // (4 * num_cpus) + 1)))
@@ -115,6 +165,10 @@ def ingest(config: IngestConfig) -> dict:
     chunks = plan_chunks(files, chunk_bytes)
     written = set(storage.listdir(pool_dir))
     todo = [c for c in chunks if f"part-{c.index:05d}.parquet" not in written]
+    tars = [c for c in todo if c.kind == "webdataset"]
+    if tars:
+        _ingest_webdataset(tars, options, config.run)
+    todo = [c for c in todo if c.kind != "webdataset"]
     if todo:
         items = [{"chunk": json.dumps(asdict(c))} for c in todo]
         ray.data.from_items(items, override_num_blocks=len(items)).map_batches(

@@ -38,6 +38,7 @@ __all__ = [
     "json_array_to_jsonl",
     "normalize_record",
     "plan_chunks",
+    "quarantine_entry",
     "read_chunk",
 ]
 
@@ -106,6 +107,8 @@ def plan_chunks(
             for start in range(0, rows, DEFAULT_PARQUET_ROWS):
                 end = min(start + DEFAULT_PARQUET_ROWS, rows)
                 chunks.append(Chunk(file, "parquet", len(chunks), start, end, start, name))
+        elif kind == "webdataset":  # one chunk per tar, read by Ray Data (ray_jobs/ingest.py)
+            chunks.append(Chunk(file, "webdataset", len(chunks), 0, 0, 0, name))
         elif kind == "jsonl" and not compression_of(file):
             for start, end, line in _jsonl_chunks(file, chunk_bytes):
                 chunks.append(Chunk(file, "jsonl", len(chunks), start, end, line, name))
@@ -132,7 +135,8 @@ def _is_our_schema(schema: pa.Schema) -> bool:
     return {"id", "source", "media_type", "messages", "extra"} <= set(schema.names)
 
 
-def _quarantine(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
+def quarantine_entry(origin: str, reason: str, error: str, raw: str, row_id=None) -> dict:
+    """One ingest quarantine row (QUARANTINE_SCHEMA) for the record at `origin`."""
     return {
         "id": safe_text(row_id),
         "origin": safe_text(origin),
@@ -151,26 +155,30 @@ def _given_id(record) -> str | None:
 def _read_jsonl_line(raw_line: bytes, origin: str, options: RecordOptions):
     """One JSONL line -> (row, None) or (None, quarantine entry); never raises a row error."""
     if not raw_line.strip():
-        return None, _quarantine(origin, "blank_line", "line is blank", raw_line.decode("latin-1"))
+        return None, quarantine_entry(
+            origin, "blank_line", "line is blank", raw_line.decode("latin-1")
+        )
     try:
         text = raw_line.decode("utf-8")
     except UnicodeDecodeError as error:
         raw = raw_line.decode("utf-8", errors="backslashreplace")
-        return None, _quarantine(origin, "malformed", f"line is not UTF-8: {error}", raw)
+        return None, quarantine_entry(origin, "malformed", f"line is not UTF-8: {error}", raw)
     try:
         record = json.loads(text)
     except json.JSONDecodeError as error:
-        return None, _quarantine(origin, "malformed", f"invalid JSON: {error}", text)
+        return None, quarantine_entry(origin, "malformed", f"invalid JSON: {error}", text)
     except RecursionError:
-        return None, _quarantine(origin, "malformed", "JSON nested too deep to parse", text)
+        return None, quarantine_entry(origin, "malformed", "JSON nested too deep to parse", text)
     try:
         return normalize_record(record, origin, text, options), None
     except RowError as error:
-        return None, _quarantine(origin, error.reason, str(error), text, _given_id(record))
+        return None, quarantine_entry(origin, error.reason, str(error), text, _given_id(record))
     except Exception as error:
         if not is_row_error(error):
             raise
-        return None, _quarantine(origin, "row_exception", describe(error), text, _given_id(record))
+        return None, quarantine_entry(
+            origin, "row_exception", describe(error), text, _given_id(record)
+        )
 
 
 def _jsonl_lines(data: bytes) -> list[bytes]:
@@ -209,7 +217,7 @@ def _read_parquet_chunk(chunk: Chunk, options: RecordOptions) -> tuple[list[dict
                 raise
             reason = error.reason if isinstance(error, RowError) else "row_exception"
             message = str(error) if isinstance(error, RowError) else describe(error)
-            bad.append(_quarantine(origin, reason, message, raw, _given_id(row)))
+            bad.append(quarantine_entry(origin, reason, message, raw, _given_id(row)))
     return rows, bad, table.num_rows
 
 
@@ -241,13 +249,17 @@ def read_chunk(chunk: Chunk, options: RecordOptions) -> tuple[pa.Table, pa.Table
 
     A row that Arrow cannot store is quarantined too (the table is retried row by row); the
     quarantine table's metadata records the rows read from the source (`rows_read`)."""
+    if chunk.kind == "webdataset":
+        raise ValueError(f"{chunk.path}: WebDataset tars are read through Ray Data (ingest)")
     reader = _read_parquet_chunk if chunk.kind == "parquet" else _read_jsonl_chunk
     rows, bad, read = reader(chunk, options)
     built, failures = row_by_row(rows, rows_table)
     for index, error in failures:
         row = rows[index]
         raw = json.dumps(row, default=str, ensure_ascii=True)
-        entry = _quarantine(row.get("origin"), "unstorable", describe(error), raw, row.get("id"))
+        entry = quarantine_entry(
+            row.get("origin"), "unstorable", describe(error), raw, row.get("id")
+        )
         bad.append(entry)
     table = pa.concat_tables([t for _, t in built]) if built else rows_table([])
     return table, with_rows_read(quarantine_table(bad), read)

@@ -2,7 +2,9 @@
 across parallel shards (quarantined, or renamed by the stated rule)."""
 
 import gzip
+import io
 import json
+import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,3 +76,76 @@ def test_repeated_ids_across_shards(ray_session, tmp_path, policy):
         given = json.loads(rows[2]["extra"])["_mmcurate"]["given_id"]
         assert given == "a" and [r["answer"] for r in rows] == [f"answer {i}" for i in range(22)]
     assert ingest(config) == counts  # complete: the rerun reads the marker
+
+
+def _tar(path, files: dict[str, bytes]):
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_webdataset_shards_through_ray_data(ray_session, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ray_jobs.synthetic_media import render_video_frames, save_video
+
+    png = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), (10, 200, 30), np.uint8)).save(png, format="PNG")
+    obj = {"shape": "circle", "color": "red", "x": 20, "y": 20, "r": 6}
+    save_video(render_video_frames(obj, "right", 8, size=64), str(tmp_path / "clip.mp4"))
+    llava = {
+        "id": "w0",
+        "conversations": [
+            {"from": "human", "value": "<image>\nColor?"},
+            {"from": "gpt", "value": "green"},
+        ],
+    }
+    swift = {
+        "id": "w1",
+        "messages": [
+            {"role": "user", "content": "<video>Where?"},
+            {"role": "assistant", "content": "right"},
+        ],
+    }
+    two = {
+        "id": "w3",
+        "messages": [
+            {"role": "user", "content": "<image><image>Same?"},
+            {"role": "assistant", "content": "yes"},
+        ],
+    }
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _tar(
+        shards / "a.tar",
+        {
+            "000.json": json.dumps(llava).encode(),
+            "000.png": png.getvalue(),
+            "001.json": json.dumps(swift).encode(),
+            "001.mp4": (tmp_path / "clip.mp4").read_bytes(),
+        },
+    )
+    _tar(
+        shards / "b.tar",
+        {
+            "002.json": b"{broken",
+            "002.png": png.getvalue(),
+            "003.json": json.dumps(two).encode(),
+            "003.0.png": png.getvalue(),
+            "003.1.png": png.getvalue(),
+        },
+    )
+    run = tmp_path / "run"
+    counts = ingest(IngestConfig(str(shards), str(run)))
+    assert counts["input"] == 4 and counts["kept"] == 3 and counts["reasons"] == {"malformed": 1}
+    rows = pq.read_table(run / "pool").to_pylist()
+    assert [r["id"] for r in rows] == ["w0", "w1", "w3"]
+    assert [r["media_type"] for r in rows] == ["image", "video", "image"]
+    assert rows[2]["media"][0] == rows[2]["media"][1] == rows[0]["media"][0]  # stored once
+    assert Image.open(rows[0]["media"][0]).getpixel((0, 0)) == (10, 200, 30)
+    assert rows[1]["origin"] == f"{shards / 'a.tar'}:001"
+    bad = pq.read_table(run / "quarantine" / "ingest").to_pylist()
+    assert bad[0]["origin"].endswith("b.tar:002") and "not JSON" in bad[0]["error"]
