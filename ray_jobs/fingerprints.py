@@ -47,6 +47,19 @@ def _input_files(recipe: Recipe) -> dict:
     return files
 
 
+INVOCATION_CONTROLS = ("stop_after_steps",)  # how far this invocation goes, not what it makes
+
+
+def _without_invocation_controls(train: dict) -> dict:
+    """A train entry without the keys that only bound one invocation (a run stopped after N
+    steps resumes under the full recipe instead of restarting as 'changed')."""
+    out = dict(train)
+    for algo in ("sft", "grpo"):
+        if isinstance(out.get(algo), dict):
+            out[algo] = {k: v for k, v in out[algo].items() if k not in INVOCATION_CONTROLS}
+    return out
+
+
 def _sections(recipe: Recipe, name: str) -> dict:
     """The parts of the recipe that stage `name` reads."""
     from ray_jobs.stages import needs_proxy
@@ -59,6 +72,8 @@ def _sections(recipe: Recipe, name: str) -> dict:
         return {"proxy": to_plain(recipe.proxy), "proxy_needed": needs_proxy(recipe)}
     if name == "cluster":
         return {"cluster": to_plain(recipe.cluster), "score.text_model": recipe.score.text_model}
+    if name == "train":
+        return {"train": [_without_invocation_controls(t) for t in to_plain(recipe.train) or []]}
     attribute = {"select": "subsets"}.get(name, name)
     return {attribute: to_plain(getattr(recipe, attribute, None))} if name != "report" else {}
 

@@ -35,6 +35,7 @@ from operators.formats.readers import (
 from operators.formats.records import RecordOptions, RowError, jsonable
 from operators.formats.webdataset import sample_record
 from operators.formats.writers import write_parquet_atomic
+from operators.row_errors import describe, is_row_error, with_rows_read
 from operators.schema import quarantine_table, rows_table
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
@@ -98,7 +99,11 @@ def _sample_row(sample: dict, options: RecordOptions) -> dict:
     except RowError as error:
         raw = json.dumps({k: v for k, v in sample.items() if k == "json"}, default=jsonable)
         entry = quarantine_entry(origin, error.reason, str(error), raw)
-        return {"url": url, "key": key, "row": "", "bad": json.dumps(entry)}
+    except Exception as error:
+        if not is_row_error(error):
+            raise
+        entry = quarantine_entry(origin, "row_exception", describe(error), repr(sample.keys()))
+    return {"url": url, "key": key, "row": "", "bad": json.dumps(entry)}
 
 
 def _write_tar_shards(name: str, samples: list[dict], run: str) -> None:
@@ -106,7 +111,8 @@ def _write_tar_shards(name: str, samples: list[dict], run: str) -> None:
     samples = sorted(samples, key=lambda s: s["key"])
     rows = [json.loads(s["row"]) for s in samples if s["row"]]
     bad = [json.loads(s["bad"]) for s in samples if s["bad"]]
-    write_parquet_atomic(quarantine_table(bad), storage.join(run, "quarantine", "ingest", name))
+    quarantine = with_rows_read(quarantine_table(bad), len(samples))
+    write_parquet_atomic(quarantine, storage.join(run, "quarantine", "ingest", name))
     write_parquet_atomic(rows_table(rows), storage.join(run, "pool", name))
 
 

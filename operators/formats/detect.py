@@ -2,14 +2,22 @@
 
 A file's format is read from its first bytes, never from its name alone: Parquet's `PAR1`
 magic, a tar header (`ustar` at byte 257: WebDataset shards), or the first non-blank
-character of the (decompressed, BOM-stripped) text: `[` a JSON list, `{` JSON lines. gzip and
+character of the (decompressed, BOM-stripped) text: `[` a JSON list (unless that first line
+is a whole JSON value with more lines after it), `{` JSON lines. A text
+file whose first line is neither (a garbled or blank first record) and whose name says JSON
+lines (`.jsonl` / `.ndjson`, compressed or not) is read as JSON lines, so that one bad line
+is quarantined instead of failing the file. gzip and
 zstd are recognised by their magic numbers, so `pool.jsonl.gz`, `pool.json.zst` and a `.jsonl`
 that happens to be compressed all read the same way; decompression streams (pyarrow's
-codecs, no extra dependency). `input_format` in the recipe forces a format; a file that no
+codecs, no extra dependency). `input_format` in the recipe forces a format (between JSON
+and JSON lines it overrides the content; Parquet or a tar read as text, or the reverse, is
+an error); a file that no
 reader accepts raises FormatError naming the file and the formats tried.
 """
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 
@@ -28,6 +36,8 @@ FORMATS = ("json", "jsonl", "parquet", "webdataset")
 BOM = b"\xef\xbb\xbf"
 MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 PEEK = 4096
+LINE_SUFFIXES = (".jsonl", ".ndjson")
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
 
 
 class FormatError(ValueError):
@@ -47,13 +57,33 @@ def open_decompressed(path: str):
     return pa.CompressedInputStream(raw, codec) if codec else raw
 
 
+def _first_line_is_a_record(text: bytes) -> bool:
+    """True when the first line is a whole JSON value and more lines follow: JSON lines whose
+    first record happens to be a list, not a JSON list document."""
+    first, newline, rest = text.partition(b"\n")
+    if not newline or not rest.strip():
+        return False
+    try:
+        json.loads(first)
+    except ValueError:
+        return False
+    return True
+
+
 def _text_kind(head: bytes) -> str | None:
     text = head.removeprefix(BOM).lstrip(b" \t\r\n")
     if text.startswith(b"["):
-        return "json"
+        return "jsonl" if _first_line_is_a_record(text) else "json"
     if text.startswith(b"{"):
         return "jsonl"
     return None
+
+
+def _named_json_lines(path: str) -> bool:
+    name = path.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name.endswith(LINE_SUFFIXES)
 
 
 def detect_format(path: str, forced: str | None = None) -> str:
@@ -71,7 +101,10 @@ def detect_format(path: str, forced: str | None = None) -> str:
             found = _text_kind(stream.read(PEEK))
     else:
         found = _text_kind(head)
-    if forced is not None and found not in (forced, None):
+    if found is None and _named_json_lines(path) and not head.startswith(b"PAR1"):
+        found = "jsonl"
+    text_kinds = {"json", "jsonl"}
+    if forced is not None and found not in (forced, None) and not {forced, found} <= text_kinds:
         raise FormatError(f"{path}: input_format is {forced!r} but the file reads as {found!r}")
     if forced is None and found is None:
         raise FormatError(

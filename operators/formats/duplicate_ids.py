@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from operators import storage
 from operators.formats.records import RESERVED, jsonable
 from operators.formats.writers import write_parquet_atomic
+from operators.row_errors import rows_read, with_rows_read
 from operators.schema import quarantine_table
 
 __all__ = ["POLICIES", "resolve_duplicate_ids"]
@@ -101,7 +102,8 @@ def resolve_duplicate_ids(pool_dir: str, quarantine_dir: str, names: list[str], 
         origins = pa.array([m["origin"] for m in moved])
         stale = pc.and_(pc.equal(old["reason"], "duplicate_id"), pc.is_in(old["origin"], origins))
         kept_old = old.filter(pc.invert(stale)).to_pylist()
-        write_parquet_atomic(quarantine_table(kept_old + moved), q_path)
+        read = rows_read(old.schema)  # the shard's source count survives the rewrite
+        write_parquet_atomic(with_rows_read(quarantine_table(kept_old + moved), read), q_path)
         keep = pa.array([k not in rows for k in range(pool.num_rows)])
         write_parquet_atomic(pool.filter(keep), paths[shard])
     return sum(len(rows) for rows in later.values())

@@ -177,3 +177,17 @@ def test_detection_by_content_and_errors(media):
         detect_format(str(media / "notes.txt"))
     with pytest.raises(FormatError, match="input_format is 'parquet'"):
         detect_format(str(jsonl), "parquet")
+
+
+def test_json_lines_whose_first_line_is_odd(media):
+    record = json.dumps(SWIFT).encode()
+    (media / "pretty.txt").write_bytes(b"[\n  " + record + b"\n]\n")
+    assert detect_format(str(media / "pretty.txt")) == "json"  # a pretty-printed JSON list
+    (media / "lists.txt").write_bytes(b"[1, 2]\n" + record + b"\n")
+    assert detect_format(str(media / "lists.txt")) == "jsonl"  # a first record that is a list
+    (media / "garbled.jsonl").write_bytes(b"\xff garbage\n" + record + b"\n")
+    assert detect_format(str(media / "garbled.jsonl")) == "jsonl"  # named so: lines are read
+    (media / "garbled.txt").write_bytes(b"\xff garbage\n" + record + b"\n")
+    with pytest.raises(FormatError):
+        detect_format(str(media / "garbled.txt"))
+    assert detect_format(str(media / "pretty.txt"), "jsonl") == "jsonl"  # the user says so
