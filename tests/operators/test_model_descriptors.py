@@ -154,3 +154,32 @@ def test_actor_pool_stage_over_pool(ray_session, small_pool, model_path, tmp_pat
     temporal = np.array(result.column("temporal").to_pylist())
     video = np.array(result.column("media_type").to_pylist()) == "video"
     assert (temporal[~video] == 0).all() and (temporal[video] != 0).any()
+
+
+def _stability(model_path, rows, seed=0) -> dict:
+    config = DescriptorConfig(
+        RuntimeConfig(model_path),
+        descriptors=("stability",),
+        stability_samples=4,
+        stability_tokens=12,
+        stability_temperature=0.1,
+        stability_top_p=1.0,
+        seed=seed,
+    )
+    out = ModelDescriptors(config)(pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+    return dict(zip(out.column("id").to_pylist(), out.column("stability").to_pylist(), strict=True))
+
+
+def test_stability_is_seeded_per_row_not_per_batch_or_actor(model_path, rows):
+    """Per-row seeds (seed, row id, sample index): the same value in any batch order or
+    composition, on a fresh actor; another seed gives other values."""
+    rows = rows[:4] + rows[6:8]  # images and videos
+    whole = _stability(model_path, rows)
+    assert len(set(whole.values())) > 1  # the samples are random enough to tell rows apart
+    reversed_order = _stability(model_path, rows[::-1])
+    halves = {**_stability(model_path, rows[3:]), **_stability(model_path, rows[:3])}
+    alone = _stability(model_path, rows[2:3])
+    assert reversed_order == whole and halves == whole
+    assert alone == {rows[2]["id"]: whole[rows[2]["id"]]}
+    other_seed = _stability(model_path, rows, seed=7)
+    assert not np.allclose(list(other_seed.values()), list(whole.values()))
