@@ -47,6 +47,7 @@ from selection.gdo_strata import (
     recommend_budget,
     stratum_codes,
 )
+from selection.gdo_temporal import LABEL_COLUMN, TemporalRule, gdo_temporal_label
 
 __all__ = [
     "GDOConfig",
@@ -70,7 +71,8 @@ GDO_COLUMNS = {
     "ppl",
     "motion",
     "frame_div",
-    "temporal",
+    "temporal_prompted",
+    "temporal_loss_gap",
     "cluster_dist",
     "stability",
     "loss",
@@ -105,6 +107,7 @@ class GDOConfig:
     source_floor_frac_of_expected: float = 0.35
     max_qa_per_video: int = 8
     score: GDOScoreConfig = GDOScoreConfig()
+    temporal: TemporalRule = TemporalRule()  # loss gap -> GDO's temporal label
     budget: float | None = None  # a count (>= 1) or a pool fraction; overrides the budget rule
     drop_duplicates: bool = True  # drop rows with dup_keep == false before anything else
 
@@ -233,6 +236,9 @@ def _prepare(table: pa.Table, config: GDOConfig, scored: bool = True) -> _Pool:
     rows = np.flatnonzero(mask)
     # Messages stay in `table`: taking the eligible rows of that list column costs seconds.
     sub = table.select([c for c in table.column_names if c in GDO_COLUMNS]).take(pa.array(rows))
+    label, label_counts = gdo_temporal_label(sub, config.temporal)
+    sub = sub.append_column(LABEL_COLUMN, pa.array(label))
+    report.update(temporal_label=label_counts)
     answers = answer_text(table, rows)
     q, _, q_raw = question_answer(table, rows, answers, materialize_answers=False)
     q_tok, a_tok = token_counts(q), answers.per_row(token_counts)

@@ -2,7 +2,9 @@
 
 It has every column the selection methods read (ARCHITECTURE.md section 2 and 4) with the
 shapes real descriptors have: images and videos from a dozen sources, several QAs per video,
-heavy-tailed losses with vds = loss_blind - loss, 0/0.5/1 temporal labels, nullable stability,
+heavy-tailed losses with vds = loss_blind - loss, a temporal loss gap as the score stage writes it
+(nats, centred near 0, larger for questions about change; `temporal_prompted` null unless
+asked for, as with `prompted_temporal` off), nullable stability,
 k-means clusters, PISM / CMAB difficulty, 14 mmSSR capability scores and styles, one-step
 utilities, and a few exact duplicates. Everything is vectorized so 10M rows build in seconds.
 """
@@ -87,7 +89,30 @@ def _styles(rng: np.random.Generator, n: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
-def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
+def _temporal_columns(
+    rng: np.random.Generator, is_video: np.ndarray, about_change: np.ndarray, prompted: bool
+) -> dict:
+    """`temporal_loss_gap` (0 for images / text; videos: noise of sd 0.04 nats around 0, or
+    around +0.05 for questions about change, so that both signs and every GDO label occur) and
+    `temporal_prompted` (GDO's 1 / 0 / 0.5 reply for videos, 0 otherwise; all null unless
+    `prompted`)."""
+    n = len(is_video)
+    gap = np.where(is_video, rng.normal(np.where(about_change, 0.05, 0.0), 0.04, n), 0.0)
+    reply = np.where(
+        about_change,
+        rng.choice([1.0, 0.5, 0.0], n, p=[0.7, 0.1, 0.2]),
+        rng.choice([1.0, 0.5, 0.0], n, p=[0.2, 0.1, 0.7]),
+    )
+    prompted_col = np.where(is_video, reply, 0.0)
+    return {
+        "temporal_loss_gap": gap,
+        "temporal_prompted": pa.array(prompted_col, mask=np.full(n, not prompted)),
+    }
+
+
+def descriptor_table(
+    n: int, seed: int = 0, dup_rate: float = 0.03, prompted_temporal: bool = False
+) -> pa.Table:
     """N pool rows with every descriptor column; deterministic in (n, seed)."""
     rng = np.random.default_rng(seed)
     src = rng.choice(len(SOURCES), size=n, p=SOURCE_P)
@@ -106,7 +131,8 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
     loss = rng.gamma(2.0, 0.6, n)
     loss_blind = loss + rng.normal(0.3, 0.5, n) * np.where(media == 2, 0.05, 1.0)
     motion = np.where(is_video, rng.gamma(2.0, 1.5, n), 0.0)
-    temporal = np.where(is_video, rng.choice([0.0, 0.5, 1.0], size=n, p=[0.3, 0.2, 0.5]), 0.0)
+    category = np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))
+    temporal = _temporal_columns(rng, is_video, category == 3, prompted_temporal)
     stability = rng.beta(4, 2, n)
     pism_lambda = rng.choice(np.round(np.arange(0, 1.01, 0.1), 1), size=n)
     cmab_ratio = rng.gamma(2.0, 0.5, n)
@@ -122,7 +148,7 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
         "messages": _messages(question, answer, media),
         "category": pc.take(
             pa.array(CATEGORIES),
-            pa.array(np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))),
+            pa.array(category),
         ),
         "answer": answer,
         "motion": motion,
@@ -133,7 +159,7 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
         "loss_blind": loss_blind,
         "vds": loss_blind - loss,
         "ppl": np.exp(np.clip(loss, -30, 30)),
-        "temporal": temporal,
+        **temporal,
         "stability": pa.array(stability, mask=rng.random(n) < 0.1),
         "cluster": rng.integers(0, 64, n),
         "cluster_dist": rng.gamma(2.0, 0.4, n),

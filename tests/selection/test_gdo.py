@@ -116,7 +116,9 @@ def test_gdo_prefers_visual_dependency():
 
 
 def test_missing_descriptors_degrade():
-    table = descriptor_table(500, seed=2).drop_columns(["stability", "cluster_dist", "temporal"])
+    table = descriptor_table(500, seed=2).drop_columns(
+        ["stability", "cluster_dist", "temporal_loss_gap", "temporal_prompted"]
+    )
     sub = gdo_select(table, replace(PRESETS["temp"], budget=50), seed=0)
     assert len(sub.rows) == 50
     assert sub.report["quality"]["sc_fallback_rows"] == 500 - sub.report["dropped_dup_keep_false"]
