@@ -77,6 +77,7 @@ READ = {
     "ost_utility",
     "dup_cluster",
     "dup_keep",
+    "model_error",
 }
 COUNT_COLUMNS = ["media_type", "category", "source"]
 
@@ -88,7 +89,7 @@ class SelectJobConfig:
     run: str  # the run directory
     method: str = "gdo"  # one of METHODS
     preset: str = "temp+"  # GDO preset (gdo, uniform): minloss, diverse, temp, temp+
-    budget: float | None = None  # count (>= 1) or pool fraction; None: the method's default
+    budget: int | float | None = None  # int >= 1: rows; float in (0, 1]: share of eligible rows
     order: str = "mixing"  # one of ORDERS
     stages: tuple[str, ...] = ("general", "chart", "ocr")  # curriculum category stages
     order_by: str | None = None  # curriculum by this column ascending ("-col": descending)
@@ -311,6 +312,14 @@ def _tuple(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
+def parse_budget(text: str) -> int | float:
+    """ "300" is a row count, "0.3" / "1.0" / "3e-1" a fraction (checked by resolve_budget)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p = argparse.ArgumentParser(
         prog="mmcurate select",
@@ -320,7 +329,12 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--run", required=True, help="run directory (reads scored/, dedup/, clusters/)")
     p.add_argument("--method", default="gdo", choices=METHODS)
     p.add_argument("--preset", default="temp+", help="GDO preset: minloss, diverse, temp, temp+")
-    p.add_argument("--budget", type=float, default=None, help="row count (>= 1) or pool fraction")
+    p.add_argument(
+        "--budget",
+        type=parse_budget,
+        default=None,
+        help="row count (an integer >= 1) or a fraction of the eligible pool in (0, 1]; 1.0 = all",
+    )
     p.add_argument("--order", default="mixing", choices=ORDERS)
     p.add_argument("--stages", default="general,chart,ocr", help="curriculum category stages")
     p.add_argument("--order-by", default=None, help="curriculum by a column ascending (-col: desc)")
@@ -332,12 +346,12 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--multiplier", type=float, default=1.0, help="uniform: 10 gives Uni-10x")
     p.add_argument("--ablation", default="", help="gdo: comma list of no-vds, no-sc, no-ppl")
     p.add_argument("--threshold", type=float, default=0.0, help="mmssr score threshold")
-    p.add_argument("--harmful", type=float, default=0.05, help="ost: share flagged harmful")
+    p.add_argument("--harmful", type=parse_budget, default=0.05, help="ost: share or count flagged")
     p.add_argument("--levels", default="", help="pism/cmab: comma list of levels (default: plan)")
     p.add_argument("--keep-duplicates", action="store_true", help="keep dup_keep == false rows")
     p.add_argument("--force", action="store_true", help="rebuild a complete subset")
     a = p.parse_args(argv)
-    budget = None if a.budget is None else (int(a.budget) if a.budget >= 1 else a.budget)
+    budget = a.budget
     return SelectJobConfig(
         run=a.run,
         method=a.method,

@@ -6,7 +6,9 @@ heavy-tailed losses with vds = loss_blind - loss, a temporal loss gap as the sco
 (nats, centred near 0, larger for questions about change; `temporal_prompted` null unless
 asked for, as with `prompted_temporal` off), nullable stability,
 k-means clusters, PISM / CMAB difficulty, 14 mmSSR capability scores and styles, one-step
-utilities, and a few exact duplicates. Everything is vectorized so 10M rows build in seconds.
+utilities, a few exact duplicates, and a few rows the proxy could not process (`model_error`
+with the score stage's reasons, model descriptors NaN). Everything is vectorized so 10M rows
+build in seconds.
 """
 
 from __future__ import annotations
@@ -110,8 +112,46 @@ def _temporal_columns(
     }
 
 
+MODEL_ERRORS = (
+    "too_long: 9214 tokens > max_length 8192",
+    "media_error: cannot decode video",
+    "placeholder_mismatch: 2 <image> placeholders for 1 image",
+)
+MODEL_COLUMNS = (
+    "loss",
+    "loss_blind",
+    "vds",
+    "ppl",
+    "temporal_loss_gap",
+    "stability",
+    "pism_lambda",
+    "pism_label",
+    "cmab_ratio",
+    "cmab_label",
+)
+
+
+def _with_model_errors(table: pa.Table, rng: np.random.Generator, rate: float) -> pa.Table:
+    """`model_error` on a `rate` share of rows, their model descriptors null, as the score
+    stage writes them (operators/model_descriptors.py)."""
+    n = table.num_rows
+    failed = rng.random(n) < rate
+    reason = pc.take(pa.array(MODEL_ERRORS), pa.array(rng.integers(0, len(MODEL_ERRORS), n)))
+    for name in MODEL_COLUMNS:
+        i = table.column_names.index(name)
+        col = table.column(name).combine_chunks()
+        table = table.set_column(i, name, pc.if_else(pa.array(failed), pa.nulls(n, col.type), col))
+    return table.append_column(
+        "model_error", pc.if_else(pa.array(failed), reason, pa.nulls(n, pa.string()))
+    )
+
+
 def descriptor_table(
-    n: int, seed: int = 0, dup_rate: float = 0.03, prompted_temporal: bool = False
+    n: int,
+    seed: int = 0,
+    dup_rate: float = 0.03,
+    prompted_temporal: bool = False,
+    error_rate: float = 0.01,
 ) -> pa.Table:
     """N pool rows with every descriptor column; deterministic in (n, seed)."""
     rng = np.random.default_rng(seed)
@@ -177,6 +217,6 @@ def descriptor_table(
 
     cols["pism_label"] = pa.array(pism_levels(pism_lambda).tolist(), pa.string())
     cols["cmab_label"] = pa.array(cmab_levels(cmab_ratio).tolist(), pa.string())
-    table = pa.table(cols)
+    table = _with_model_errors(pa.table(cols), rng, error_rate)
     sizes = np.bincount(table.column("cluster").to_numpy(), minlength=64)
     return table.append_column("cluster_size", pa.array(sizes[table.column("cluster").to_numpy()]))

@@ -60,17 +60,20 @@ def test_strata_from_the_gap_label_on_a_realistic_table():
     table = descriptor_table(2000, seed=3)
     label, counts = gdo_temporal_label(table, TemporalRule())
     video = np.asarray(table.column("media_type").to_numpy(zero_copy_only=False)) == "video"
-    gap = table.column("temporal_loss_gap").to_numpy()
-    assert counts["temporal_loss_gap"] == video.sum() and counts["temporal_prompted"] == 0
+    gap = table.column("temporal_loss_gap").to_numpy(zero_copy_only=False)
+    measured = video & np.isfinite(gap)  # model_error rows have no gap
+    assert counts["temporal_loss_gap"] == measured.sum() and counts["temporal_prompted"] == 0
+    assert counts["unlabelled_video"] == (video & ~measured).sum() > 0
     assert (gap[video] < 0).any(), "the drawn gap must look real: negative values occur"
     sub = table.append_column(LABEL_COLUMN, pa.array(label))
     q_raw = pa.array([""] * table.num_rows)
     z = np.zeros(table.num_rows, dtype=np.int64)
     fields = pool_fields(sub, q_raw, z, z)
     codes = fields.codes["temporal"]
-    assert fields.temporal_source == LABEL_COLUMN
+    assert fields.temporal_source == f"{LABEL_COLUMN} (keyword where null)"
     expect = np.where(gap >= 0.05, 2, np.where(gap <= 0.01, 0, 1))
-    assert (codes[video] == expect[video]).all()
+    assert (codes[measured] == expect[measured]).all()
+    assert (codes[video & ~measured] == 1).all()  # no keyword in an empty question: Mixed
     assert (codes[~video] == 0).all()
     assert set(np.unique(codes[video])) == {0, 1, 2}
 
@@ -79,7 +82,7 @@ def test_gdo_reports_where_its_temporal_labels_came_from():
     table = descriptor_table(600, seed=4, prompted_temporal=True)
     sub = gdo_select(table, replace(PRESETS["temp+"], budget=80), seed=0)
     counts = sub.report["temporal_label"]
-    eligible = 600 - sub.report["dropped_dup_keep_false"]
+    eligible = sub.report["eligible_rows"]
     assert counts["temporal_loss_gap"] == 0 and counts["unlabelled_video"] == 0
     assert counts["temporal_prompted"] + counts["not_video"] == eligible
     assert sub.report["temporal_from"] == LABEL_COLUMN
