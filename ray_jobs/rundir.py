@@ -33,9 +33,10 @@ def mark_complete(directory: str, counts: dict) -> None:
     storage.write_text(storage.join(directory, MARKER), text)
 
 
-def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
+def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str], extra=None) -> dict:
     """Count a sharded stage's outputs from the written files (shard NAME in both folders),
-    mark both folders complete and return {input, kept, quarantined, reasons, shards}."""
+    mark both folders complete and return {input, kept, quarantined, reasons, shards}, plus
+    what `extra(kept_dir, names)` (optional) counts."""
     kept = quarantined = 0
     reasons: Counter = Counter()
     for name in names:
@@ -50,6 +51,8 @@ def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -
         "reasons": dict(sorted(reasons.items())),
         "shards": len(names),
     }
+    if extra is not None:
+        counts.update(extra(kept_dir, names))
     mark_complete(quarantine_dir, counts)
     mark_complete(kept_dir, counts)
     return counts

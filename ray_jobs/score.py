@@ -167,7 +167,32 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
 
 def _finish(run: str, names: list[str]) -> dict:
     scored, quarantine = storage.join(run, "scored"), storage.join(run, "quarantine", STAGE)
-    return finish_sharded_stage(scored, quarantine, names)
+    return finish_sharded_stage(scored, quarantine, names, unparsable_counts)
+
+
+def unparsable_counts(scored: str, names: list[str]) -> dict:
+    """{"unparsable": {"capabilities": {reason: replies}, "styles": {reason: rows}}}: the
+    prompted scorer's / styler's replies that gave no score or style (absent: not prompted)."""
+    caps: dict[str, int] = {}
+    styles: dict[str, int] = {}
+    seen: set[str] = set()
+    for name in names:
+        path = storage.join(scored, name)
+        present = set(storage.read_schema(path).names) & {"capability_errors", "style_error"}
+        if not present:
+            continue
+        seen |= present
+        table = storage.read_parquet(path, columns=sorted(present))
+        if "capability_errors" in present:
+            for text in table.column("capability_errors").drop_null().to_pylist():
+                for reason in json.loads(text).values():
+                    caps[reason] = caps.get(reason, 0) + 1
+        if "style_error" in present:
+            for reason in table.column("style_error").drop_null().to_pylist():
+                styles[reason] = styles.get(reason, 0) + 1
+    found = {"capabilities": caps} if "capability_errors" in seen else {}
+    found |= {"styles": styles} if "style_error" in seen else {}
+    return {"unparsable": found} if found else {}
 
 
 def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:

@@ -34,7 +34,9 @@ def _ingest(recipe: Recipe) -> dict:
 
 def needs_proxy(recipe: Recipe) -> bool:
     """The proxy is warmed up only when a score step uses it."""
-    return bool(recipe.score.descriptors) or recipe.score.ost != "none"
+    section = recipe.score
+    prompted = not section.scorer_model and "prompted" in (section.styles, section.capabilities)
+    return bool(section.descriptors) or section.ost != "none" or prompted
 
 
 def _proxy(recipe: Recipe) -> dict:
@@ -49,14 +51,8 @@ def _proxy(recipe: Recipe) -> dict:
 def score_steps_for(recipe: Recipe) -> list:
     """The score stage's steps: CPU descriptors, model descriptors, OST utility, embeddings,
     styles, capabilities."""
-    from operators.capabilities import (
-        EmbeddingCapabilityScorer,
-        EmbeddingScorerConfig,
-        ImportedCapabilityScores,
-    )
     from operators.embeddings import TextEmbedConfig, TextEmbedder
     from operators.model_descriptors import DescriptorConfig, ModelDescriptors
-    from operators.styles import RuleStyler
     from operators.vlm_runtime import RuntimeConfig
     from ray_jobs.score import ScoreConfig, ScoreStep, score_steps
 
@@ -100,9 +96,51 @@ def score_steps_for(recipe: Recipe) -> list:
                 fn_constructor_kwargs={"config": config},
             )
         )
-    if section.styles:
+    steps += _mmssr_steps(recipe, actors)
+    return steps
+
+
+def _prompt_generator(recipe: Recipe):
+    """mmSSR's prompted scorer / styler model: the proxy VLM (or `score.scorer_model`) on the
+    HF runtime, greedy, with the sample's media."""
+    from operators.prompted_generation import PromptGenerationConfig, VLMGenerate
+    from operators.vlm_runtime import RuntimeConfig
+
+    section = recipe.score
+    model = section.scorer_model or os.path.join(recipe.run, "proxy")
+    runtime = RuntimeConfig(model=model, max_rows=section.model_batch_size)
+    return VLMGenerate(PromptGenerationConfig(runtime))
+
+
+def _mmssr_steps(recipe: Recipe, actors: tuple[int, int]) -> list:
+    """Styles and capability scores as the recipe asks (see ScoreSection)."""
+    from operators.capabilities import (
+        EmbeddingCapabilityScorer,
+        EmbeddingScorerConfig,
+        ImportedCapabilityScores,
+        PromptedCapabilityScorer,
+        PromptedScorerConfig,
+    )
+    from operators.styles import PromptedStyler, PromptedStylerConfig, RuleStyler
+    from ray_jobs.score import ScoreStep
+
+    section, steps = recipe.score, []
+    model = {"actors": actors, "num_gpus": section.num_gpus, "batch_size": section.model_batch_size}
+    styles = {True: "rules", False: "none"}.get(section.styles, section.styles)
+    if styles == "rules":
         steps.append(ScoreStep("styles", RuleStyler("styles"), batch_size=1024))
-    if section.capabilities == "embedding":
+    elif styles == "prompted":
+        config = PromptedStylerConfig(with_media=True)
+        kwargs = {"config": config, "make_generate": _prompt_generator(recipe)}
+        steps.append(ScoreStep("styles", PromptedStyler, fn_constructor_kwargs=kwargs, **model))
+    elif styles != "none":
+        raise ValueError(f"score.styles must be rules, prompted or none, not {styles!r}")
+    if section.capabilities == "prompted":
+        config = PromptedScorerConfig(with_media=True)
+        kwargs = {"config": config, "make_generate": _prompt_generator(recipe)}
+        scorer = PromptedCapabilityScorer
+        steps.append(ScoreStep("capabilities", scorer, fn_constructor_kwargs=kwargs, **model))
+    elif section.capabilities == "embedding":
         config = EmbeddingScorerConfig(model_path=section.text_model)
         steps.append(
             ScoreStep(
