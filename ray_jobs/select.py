@@ -102,6 +102,7 @@ class SelectJobConfig:
     harmful: float = 0.05  # ost: fraction / count flagged harmful
     levels: tuple[str, ...] = ()  # pism / cmab: these levels instead of the SFT->GRPO plan
     keep_duplicates: bool = False  # do not drop dup_keep == false rows
+    allow_missing_descriptors: bool = False  # gdo: missing descriptors count as neutral
     force: bool = False  # rebuild even if the subset is complete
 
     @property
@@ -158,7 +159,11 @@ def _gdo_config(cfg: SelectJobConfig) -> GDOConfig:
         use_ppl="no-ppl" not in cfg.ablation,
     )
     return replace(
-        PRESETS[cfg.preset], budget=cfg.budget, score=score, drop_duplicates=not cfg.keep_duplicates
+        PRESETS[cfg.preset],
+        budget=cfg.budget,
+        score=score,
+        drop_duplicates=not cfg.keep_duplicates,
+        allow_missing_descriptors=cfg.allow_missing_descriptors,
     )
 
 
@@ -349,6 +354,11 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--harmful", type=parse_budget, default=0.05, help="ost: share or count flagged")
     p.add_argument("--levels", default="", help="pism/cmab: comma list of levels (default: plan)")
     p.add_argument("--keep-duplicates", action="store_true", help="keep dup_keep == false rows")
+    p.add_argument(
+        "--allow-missing-descriptors",
+        action="store_true",
+        help="gdo: select even when descriptor columns are missing (they count as neutral)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild a complete subset")
     a = p.parse_args(argv)
     budget = a.budget
@@ -369,6 +379,7 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
         harmful=a.harmful,
         levels=_tuple(a.levels),
         keep_duplicates=a.keep_duplicates,
+        allow_missing_descriptors=a.allow_missing_descriptors,
         force=a.force,
     )
 

@@ -119,10 +119,24 @@ def test_missing_descriptors_degrade():
     table = descriptor_table(500, seed=2).drop_columns(
         ["stability", "cluster_dist", "temporal_loss_gap", "temporal_prompted"]
     )
-    sub = gdo_select(table, replace(PRESETS["temp"], budget=50), seed=0)
+    with pytest.raises(MissingColumnsError, match="temporal_prompted or temporal_loss_gap"):
+        gdo_select(table, replace(PRESETS["temp"], budget=50), seed=0)
+    config = replace(PRESETS["temp"], budget=50, allow_missing_descriptors=True)
+    sub = gdo_select(table, config, seed=0)
+    assert sub.report["fallbacks"] == ["temporal_prompted or temporal_loss_gap"]
     assert len(sub.rows) == 50
     assert sub.report["quality"]["sc_fallback_rows"] == sub.report["eligible_rows"]
     assert sub.report["temporal_from"] == "keyword"
+
+
+def test_gdo_stops_on_missing_descriptors_naming_them():
+    # What `mmcurate score` without the model descriptors leaves: CPU descriptors only.
+    table = descriptor_table(200, seed=2).drop_columns(["loss", "loss_blind", "vds", "ppl"])
+    with pytest.raises(MissingColumnsError) as caught:
+        gdo_select(table, replace(PRESETS["temp+"], budget=20), seed=0)
+    for name in ("loss", "loss_blind", "vds", "ppl"):
+        assert repr(name) in str(caught.value)
+    assert "motion" not in str(caught.value).split("does not have")[0]
 
 
 def test_gdo_needs_messages():
