@@ -67,6 +67,9 @@ class ScoreSection:
     ost_eta: float = 1e-3  # OST step size η
     ost_target_size: int = 64  # OST target set V: stratified sample of the pool (by category)
     ost_target_ids: str | None = None  # or: a file of target ids, one per line
+    # or (recommended): a clean held-out pool V is sampled from, never the ranked pool with its
+    # wrong answers (a synthetic pool directory with ground_truth.parquet, or Parquet shards)
+    ost_target_pool: str | None = None
     ost_params: tuple[str, ...] = ("lm_head",)  # parameter-name prefixes the step moves
     model_batch_size: int = 16  # rows per model-descriptor batch
     actors: tuple[int, ...] = (1, 2)  # (min, max) actors per model step

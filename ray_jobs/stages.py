@@ -194,6 +194,7 @@ def _ost_step(recipe: Recipe, actors: tuple[int, int]):
         params=section.ost_params,
         target_ids=section.ost_target_ids,
         target_size=section.ost_target_size,
+        target_pool=section.ost_target_pool,
         exclude_ids=os.path.join(recipe.run, "proxy", "train_ids.txt"),
     )
     return ScoreStep(
