@@ -55,6 +55,9 @@ class ScoreSection:
     vllm: VllmConfig = field(default_factory=VllmConfig)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
     text_model: str | None = None  # sentence model directory or URI; None: bundled MiniLM
+    # GDO's coverage feature from the VLM's vision path (`visual_embedding`, the proxy or
+    # `scorer_model`); cluster on it with `cluster: {embedding_column: visual_embedding}`
+    visual_embedding: bool = False
     # mmSSR interaction styles: true / "rules" (rule-based), "prompted" (mmSSR's styler prompt
     # through the proxy VLM with the sample's media), false / "none"
     styles: bool | str = True

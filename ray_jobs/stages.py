@@ -35,8 +35,9 @@ def _ingest(recipe: Recipe) -> dict:
 def needs_proxy(recipe: Recipe) -> bool:
     """The proxy is warmed up only when a score step uses it."""
     section = recipe.score
-    prompted = not section.scorer_model and "prompted" in (section.styles, section.capabilities)
-    return bool(section.descriptors) or section.ost != "none" or prompted
+    prompted = "prompted" in (section.styles, section.capabilities) or section.visual_embedding
+    uses_proxy = prompted and not section.scorer_model
+    return bool(section.descriptors) or section.ost != "none" or uses_proxy
 
 
 def _proxy(recipe: Recipe) -> dict:
@@ -96,8 +97,28 @@ def score_steps_for(recipe: Recipe) -> list:
                 fn_constructor_kwargs={"config": config},
             )
         )
+    if section.visual_embedding:
+        steps.append(_visual_step(recipe, actors))
     steps += _mmssr_steps(recipe, actors)
     return steps
+
+
+def _visual_step(recipe: Recipe, actors: tuple[int, int]):
+    """The visual embedding (GDO's coverage feature) from the proxy's (or scorer's) vision path."""
+    from operators.embeddings import VisualEmbedConfig, VisualEmbedder
+    from ray_jobs.score import ScoreStep
+
+    section = recipe.score
+    model = section.scorer_model or os.path.join(recipe.run, "proxy")
+    config = VisualEmbedConfig(model_path=model)
+    return ScoreStep(
+        "visual_embedding",
+        VisualEmbedder,
+        fn_constructor_kwargs={"config": config},
+        batch_size=section.model_batch_size,
+        actors=actors,
+        num_gpus=section.num_gpus,
+    )
 
 
 def _prompt_generator(recipe: Recipe):

@@ -114,3 +114,23 @@ def test_unparsable_replies_are_counted_in_the_stage_counts(tmp_path):
     assert got == {
         "unparsable": {"capabilities": {"no_number": 1, "empty": 1}, "styles": {"no_style": 1}}
     }
+
+
+def test_recipe_reaches_the_visual_embedding_for_clustering(tmp_path):
+    from operators.embeddings import VisualEmbedder
+    from ray_jobs.recipe import load_recipe
+    from ray_jobs.stages import needs_proxy, score_steps_for
+
+    spec = {"name": "r", "input": "p.jsonl", "run": "run"}
+    score = {"visual_embedding": True, "descriptors": [], "ost": "none"}
+    cluster = {"embedding_column": "visual_embedding", "gdo_features": True}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(spec | {"score": score, "cluster": cluster}))
+    recipe = load_recipe(str(path))
+    steps = {step.name: step for step in score_steps_for(recipe)}
+    step = steps["visual_embedding"]
+    assert step.fn is VisualEmbedder
+    assert step.fn_constructor_kwargs["config"].model_path == str(tmp_path / "run" / "proxy")
+    assert needs_proxy(recipe) and recipe.cluster.embedding_column == "visual_embedding"
+    path.write_text(yaml.safe_dump(spec | {"score": {"descriptors": [], "ost": "none"}}))
+    assert "visual_embedding" not in {s.name for s in score_steps_for(load_recipe(str(path)))}
