@@ -106,14 +106,21 @@ def score_steps_for(recipe: Recipe) -> list:
 def _visual_step(recipe: Recipe, actors: tuple[int, int]):
     """The visual embedding (GDO's coverage feature) from the proxy's (or scorer's) vision path."""
     from operators.embeddings import VisualEmbedConfig, VisualEmbedder
-    from ray_jobs.score import ScoreStep
 
     section = recipe.score
     model = section.scorer_model or os.path.join(recipe.run, "proxy")
     config = VisualEmbedConfig(model_path=model)
+    return _model_step(recipe, "visual_embedding", VisualEmbedder, config, actors)
+
+
+def _model_step(recipe: Recipe, name: str, operator: type, config, actors: tuple[int, int]):
+    """A model actor-pool step with the score section's batch size and GPUs per actor."""
+    from ray_jobs.score import ScoreStep
+
+    section = recipe.score
     return ScoreStep(
-        "visual_embedding",
-        VisualEmbedder,
+        name,
+        operator,
         fn_constructor_kwargs={"config": config},
         batch_size=section.model_batch_size,
         actors=actors,
@@ -204,7 +211,6 @@ def _ost_step(recipe: Recipe, actors: tuple[int, int]):
     """OST utility on the warmed proxy; V is fixed from RUN/pool (held out from the warm-up)."""
     from operators.ost import OneStepUtility, OstConfig
     from operators.vlm_runtime import RuntimeConfig
-    from ray_jobs.score import ScoreStep
 
     section = recipe.score
     config = OstConfig(
@@ -218,14 +224,7 @@ def _ost_step(recipe: Recipe, actors: tuple[int, int]):
         target_pool=section.ost_target_pool,
         exclude_ids=os.path.join(recipe.run, "proxy", "train_ids.txt"),
     )
-    return ScoreStep(
-        "ost_utility",
-        OneStepUtility,
-        fn_constructor_kwargs={"config": config},
-        batch_size=section.model_batch_size,
-        actors=actors,
-        num_gpus=section.num_gpus,
-    )
+    return _model_step(recipe, "ost_utility", OneStepUtility, config, actors)
 
 
 def _score(recipe: Recipe) -> dict:
