@@ -6,9 +6,11 @@ its reason in `model_error`):
 
 - `loss`, `loss_blind`, `vds`, `ppl` (GDO, Wu & Zhao 2026): answer-token mean NLL with the
   media and with the media removed; vds = loss_blind - loss; ppl = exp(clip(loss, -30, 30)).
-- `temporal` (measured variant of GDO's temporal demand): loss with the video frames shuffled
-  (or reversed / one frame, `temporal_order`) minus loss with the frames in order; 0 for
-  images and text. `temporal_prompted` (GDO): the proxy answers "Temporal" or "Static" to a
+- `temporal_loss_gap` (the measured variant of GDO's temporal demand, in nats; unbounded, may
+  be negative): loss with the video frames shuffled (or reversed / one frame,
+  `temporal_order`) minus loss with the frames in order; 0 for images and text. It is not
+  GDO's 0 / 0.5 / 1 label: selection/gdo_temporal.py derives `gdo_temporal_label` from it.
+- `temporal_prompted` (GDO's label itself): the proxy answers "Temporal" or "Static" to a
   fixed prompt about the question -> 1 / 0 / 0.5 otherwise; only when `prompted_temporal`.
 - `stability` (GDO): 5 sampled answers (T 0.8, top_p 0.9, 32 tokens), mean pairwise word-set
   Jaccard.
@@ -62,7 +64,7 @@ FLOAT_COLUMNS = (
     "loss_blind",
     "vds",
     "ppl",
-    "temporal",
+    "temporal_loss_gap",
     "temporal_prompted",
     "stability",
     "pism_lambda",
@@ -214,7 +216,7 @@ class ModelDescriptors:
             out["vds"][i] = blind - loss
             out["ppl"][i] = float(np.exp(np.clip(loss, -30.0, 30.0)))
             if "temporal" in self.config.descriptors:
-                out["temporal"][i] = values.get(("temporal", i), loss) - loss
+                out["temporal_loss_gap"][i] = values.get(("temporal", i), loss) - loss
         return correct
 
     def _stability(self, rows, ok, encodings, out) -> None:

@@ -59,12 +59,24 @@ class ScoreSection:
     vllm: VllmConfig = field(default_factory=VllmConfig)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
     text_model: str | None = None  # sentence model directory or URI; None: bundled MiniLM
-    styles: bool = True  # rule-based mmSSR interaction styles
-    capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
+    # GDO's coverage feature from the VLM's vision path (`visual_embedding`, the proxy or
+    # `scorer_model`); cluster on it with `cluster: {embedding_column: visual_embedding}`
+    visual_embedding: bool = False
+    # mmSSR interaction styles: true / "rules" (rule-based), "prompted" (mmSSR's styler prompt
+    # through the proxy VLM with the sample's media), false / "none"
+    styles: bool | str = True
+    # mmSSR's 14 capability scores: "prompted" (mmSSR's scorer prompt through the proxy VLM with
+    # the sample's media), "embedding" (an approximation: prototype similarity), "none", or a
+    # file of id -> cap scores
+    capabilities: str = "embedding"
+    scorer_model: str | None = None  # model for the prompted scorer / styler; None: RUN/proxy
     ost: str = "first_order"  # OST one-step utility: "first_order", "exact" or "none"
     ost_eta: float = 1e-3  # OST step size η
     ost_target_size: int = 64  # OST target set V: stratified sample of the pool (by category)
     ost_target_ids: str | None = None  # or: a file of target ids, one per line
+    # or (recommended): a clean held-out pool V is sampled from, never the ranked pool with its
+    # wrong answers (a synthetic pool directory with ground_truth.parquet, or Parquet shards)
+    ost_target_pool: str | None = None
     ost_params: tuple[str, ...] = ("lm_head",)  # parameter-name prefixes the step moves
     model_batch_size: int = 16  # rows per model-descriptor batch
     actors: tuple[int, ...] = (1, 2)  # (min, max) actors per model step
@@ -148,6 +160,10 @@ def load_recipe(path: str) -> Recipe:
         raise ConfigError(
             f"{path}: score.generation_backend: {recipe.score.generation_backend!r} is not "
             "'hf' or 'vllm'"
+        )
+    if recipe.score.styles not in (True, False, "rules", "prompted", "none"):
+        raise ConfigError(
+            f"{path}: score.styles: {recipe.score.styles!r} is not rules, prompted or none"
         )
     for where, specs, build in (
         ("subsets", recipe.subsets, select_config),

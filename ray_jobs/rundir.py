@@ -34,11 +34,12 @@ def mark_complete(directory: str, counts: dict) -> None:
     storage.write_text(storage.join(directory, MARKER), text)
 
 
-def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
+def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str], extra=None) -> dict:
     """Count a sharded stage's outputs from the written files (shard NAME in both folders),
     check each shard's kept + quarantined against the rows it read from its source (recorded
     in the quarantine shard's metadata), mark both folders complete and return {input, kept,
-    quarantined, reasons, shards}. A shard whose numbers disagree fails the stage."""
+    quarantined, reasons, shards}, plus what `extra(kept_dir, names)` (optional) counts. A
+    shard whose numbers disagree fails the stage."""
     read = kept = quarantined = 0
     reasons: Counter = Counter()
     for name in names:
@@ -59,6 +60,8 @@ def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -
         "reasons": dict(sorted(reasons.items())),
         "shards": len(names),
     }
+    if extra is not None:
+        counts.update(extra(kept_dir, names))
     mark_complete(quarantine_dir, counts)
     mark_complete(kept_dir, counts)
     return counts

@@ -96,9 +96,9 @@ def test_descriptor_values_and_bad_rows(model_path, rows):
             order = frame_order(len(media[0]), row["id"], "shuffled")
             shuffled = encode_row(runtime.processor, row, [media[0][order]], inputs)
             expected = runtime.nll([shuffled])[0][0] - alone[0]
-            assert out["temporal"][i] == pytest.approx(expected, abs=1e-4)
+            assert out["temporal_loss_gap"][i] == pytest.approx(expected, abs=1e-4)
         else:
-            assert out["temporal"][i] == 0.0
+            assert out["temporal_loss_gap"][i] == 0.0
         assert 0.0 <= out["stability"][i] <= 1.0
         assert out["pism_label"][i] in ("easy", "medium", "hard", "unsolved")
         assert out["pism_label"][i] == (
@@ -106,7 +106,7 @@ def test_descriptor_values_and_bad_rows(model_path, rows):
         )
         assert out["cmab_label"][i] in ("easy", "medium", "hard")
     text = [r["id"] for r in rows].index("text-1")
-    assert out["vds"][text] == 0.0 and out["temporal"][text] == 0.0
+    assert out["vds"][text] == 0.0 and out["temporal_loss_gap"][text] == 0.0
 
 
 def test_arrow_batches_keep_schema_and_write_nulls(model_path, rows):
@@ -121,7 +121,7 @@ def test_arrow_batches_keep_schema_and_write_nulls(model_path, rows):
 def test_switched_off_groups_stay_nan(model_path, rows):
     out = ModelDescriptors(_config(model_path, descriptors=("loss",)))(_batch(rows[:3]))
     assert np.isfinite(out["loss"]).all()
-    for name in ("temporal", "stability", "pism_lambda", "cmab_ratio"):
+    for name in ("temporal_loss_gap", "stability", "pism_lambda", "cmab_ratio"):
         assert np.isnan(out[name]).all()
 
 
@@ -151,7 +151,7 @@ def test_actor_pool_stage_over_pool(ray_session, small_pool, model_path, tmp_pat
     assert all(
         label in ("easy", "medium", "hard") for label in result.column("cmab_label").to_pylist()
     )
-    temporal = np.array(result.column("temporal").to_pylist())
+    temporal = np.array(result.column("temporal_loss_gap").to_pylist())
     video = np.array(result.column("media_type").to_pylist()) == "video"
     assert (temporal[~video] == 0).all() and (temporal[video] != 0).any()
 
