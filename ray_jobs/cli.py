@@ -11,6 +11,7 @@ __all__ = ["main"]
 COMMANDS = {
     "demo": "ray_jobs.demo",
     "run": "ray_jobs.run",
+    "status": "ray_jobs.status",
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
     "proxy": "ray_jobs.proxy",

@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         help="samples seen by each SFT run (the same for every subset)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Ray's output on the console")
     args = parser.parse_args(argv)
+    from ray_jobs.console import set_verbose
+
+    set_verbose(args.verbose)
     from ray_jobs.recipe import load_recipe
     from ray_jobs.run import run_recipe
     from ray_jobs.synth import synthesize

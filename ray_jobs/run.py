@@ -3,6 +3,8 @@
 Stages write a completion marker last, so a killed run resumes where it stopped. `--from
 STAGE` reruns that stage and all after it (their outputs are removed first); `--only STAGE`
 reruns one stage; `--dry-run` prints the resolved recipe and the plan without running.
+The console shows one line per stage start and end, a bar per long step and a summary table;
+Ray's own output goes to RUN/logs/ unless `-v` (ray_jobs/console.py).
 Also `ray job submit --working-dir . -- python -m ray_jobs.run RECIPE` on a cluster, where
 `input`, `media_root` and `run` may be object-store URIs (docs/storage.md).
 """
@@ -10,14 +12,19 @@ Also `ray job submit --working-dir . -- python -m ray_jobs.run RECIPE` on a clus
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import shutil
 import time
 
 import yaml
 
 from operators import storage
 from ray_jobs.config_loading import to_plain
+from ray_jobs.console import CONSOLE, quiet_ray_logging, say, set_verbose, verbose
 from ray_jobs.recipe import Recipe, load_recipe
 from ray_jobs.rundir import ensure_ray, stage_line
+from ray_jobs.stage_progress import stage_bar
 from ray_jobs.stages import STAGES, stage_done, stage_outputs
 
 __all__ = ["main", "plan", "run_recipe"]
@@ -52,22 +59,54 @@ def _write_resolved(recipe: Recipe) -> None:
 
 
 def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None = None) -> dict:
-    """Run the plan; returns each executed stage's counts."""
+    """Run the plan; returns each executed stage's counts. Ends with the summary table."""
+    from ray_jobs.status import record_seconds, stage_status, summary_table
+
     steps = plan(recipe, from_stage, only)
     _write_resolved(recipe)
+    quiet_ray_logging(os.path.join(recipe.run, "logs"))
     ensure_ray(recipe.num_cpus)
+    logs = quiet_ray_logging(os.path.join(recipe.run, "logs"))
     results = {}
-    for name, action in steps:
-        if action.startswith("skip"):
-            print(f"[mmcurate] {name}: {action}")
-            continue
-        if action == "rerun":
-            for path in stage_outputs(recipe, name):
-                storage.remove(path)
-        started = time.time()
-        results[name] = STAGES[name](recipe)
-        print(stage_line(name, results[name], started), flush=True)
+    try:
+        for name, action in steps:
+            if action.startswith("skip"):
+                say(f"{name}: {action}")
+                continue
+            if action == "rerun":
+                for path in stage_outputs(recipe, name):
+                    storage.remove(path)
+            say(f"{name}: started")
+            started = time.time()
+            with stage_bar(recipe, name):
+                results[name] = STAGES[name](recipe)
+            record_seconds(recipe, name, time.time() - started)
+            say(stage_line(name, results[name], started).removeprefix("[mmcurate] "))
+    finally:
+        if logs:
+            _copy_worker_logs(os.path.dirname(logs))
+    rows = [r for r in stage_status(recipe) if r["stage"] in recipe.stages]
+    CONSOLE.print(summary_table(rows, f"summary of {recipe.run}"))
+    if logs:
+        say(f"Ray's logs: {os.path.dirname(logs)}")
     return results
+
+
+def _copy_worker_logs(logs_dir: str) -> None:
+    """The local Ray session's worker and Ray Data logs -> RUN/logs/ray/ (a copy: Ray keeps
+    writing its own until the session ends)."""
+    import ray
+
+    try:
+        session = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:  # joined a cluster: worker logs stay on their nodes
+        return
+    target = os.path.join(logs_dir, "ray")
+    os.makedirs(target, exist_ok=True)
+    for pattern in ("worker-*.out", "worker-*.err", "ray-data*.log", "python-core-driver-*"):
+        for path in glob.glob(os.path.join(session, "logs", pattern)):
+            if os.path.getsize(path):
+                shutil.copy2(path, target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="from_stage", default=None, help="rerun from this stage")
     parser.add_argument("--only", default=None, help="rerun only this stage")
     parser.add_argument("--dry-run", action="store_true", help="print the recipe and the plan")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Ray's output on the console")
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     recipe = load_recipe(args.recipe)
-    print(yaml.safe_dump({"recipe": to_plain(recipe)}, sort_keys=False))
+    if args.dry_run or verbose():
+        print(yaml.safe_dump({"recipe": to_plain(recipe)}, sort_keys=False))
     steps = plan(recipe, args.from_stage, args.only)
     print("plan:\n" + "\n".join(f"  {name:8s} {action}" for name, action in steps))
     if args.dry_run:
