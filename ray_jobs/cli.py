@@ -12,6 +12,7 @@ COMMANDS = {
     "demo": "ray_jobs.demo",
     "run": "ray_jobs.run",
     "status": "ray_jobs.status",
+    "recipe": "ray_jobs.recipe_init",
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
     "proxy": "ray_jobs.proxy",
