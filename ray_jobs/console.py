@@ -30,6 +30,7 @@ from rich.progress import (
 
 __all__ = [
     "CONSOLE",
+    "advise",
     "RAY_LOGGERS",
     "live_bar",
     "quiet_ray_logging",
@@ -41,19 +42,29 @@ __all__ = [
 CONSOLE = Console(highlight=False, soft_wrap=True)
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.serve")
 _HANDLERS: dict[str, logging.Handler] = {}
+_ADVISED: set[str] = set()
 
 
 def set_verbose(on: bool) -> None:
     """Turn Ray's console output on or off for this process and the stage commands it starts."""
     os.environ["MMCURATE_VERBOSE"] = "1" if on else "0"
-    if not on:
+    if not on:  # inherited by Ray workers: no Ray Data / Hugging Face tqdm bars
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def verbose() -> bool:
     """Ray's output on the console: the default of a library call; `mmcurate run` and `mmcurate
     demo` turn it off unless given -v."""
     return os.environ.get("MMCURATE_VERBOSE", "1") == "1"
+
+
+def advise(key: str, text: str) -> None:
+    """A warning the user must act on, in our words, shown once per process."""
+    if key not in _ADVISED:
+        _ADVISED.add(key)
+        CONSOLE.print(f"[mmcurate] note: {text}", markup=False)
 
 
 def say(text: str) -> None:

@@ -21,7 +21,7 @@ import yaml
 
 from operators import storage
 from ray_jobs.config_loading import to_plain
-from ray_jobs.console import CONSOLE, quiet_ray_logging, say, set_verbose, verbose
+from ray_jobs.console import CONSOLE, advise, quiet_ray_logging, say, set_verbose, verbose
 from ray_jobs.recipe import Recipe, load_recipe
 from ray_jobs.rundir import ensure_ray, stage_line
 from ray_jobs.stage_progress import stage_bar
@@ -82,6 +82,7 @@ def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None =
                 results[name] = STAGES[name](recipe)
             record_seconds(recipe, name, time.time() - started)
             say(stage_line(name, results[name], started).removeprefix("[mmcurate] "))
+            _advise(recipe, name, results[name])
     finally:
         if logs:
             _copy_worker_logs(os.path.dirname(logs))
@@ -90,6 +91,24 @@ def run_recipe(recipe: Recipe, from_stage: str | None = None, only: str | None =
     if logs:
         say(f"Ray's logs: {os.path.dirname(logs)}")
     return results
+
+
+QUARANTINE_NOTE = 0.05  # a stage that quarantines more than this share of its rows says so
+
+
+def _advise(recipe: Recipe, name: str, counts: dict) -> None:
+    """What the user should act on after a stage, said once."""
+    rows, bad = counts.get("input") or 0, counts.get("quarantined") or 0
+    if rows and bad / rows > QUARANTINE_NOTE:
+        reasons = ", ".join(f"{k} {v}" for k, v in (counts.get("reasons") or {}).items())
+        folder = storage.join(recipe.run, "quarantine", name)
+        advise(f"quarantine-{name}", f"{name} quarantined {bad / rows:.0%} ({reasons}): {folder}")
+    if name == "proxy" and "skipped" not in counts and not recipe.proxy.base:
+        advise(
+            "tiny-proxy",
+            "no proxy.base: the model descriptors come from a tiny model built offline; set "
+            "proxy.base to a VLM directory for descriptors that mean something on real data",
+        )
 
 
 def _copy_worker_logs(logs_dir: str) -> None:

@@ -79,3 +79,18 @@ def test_status_of_a_finished_then_a_killed_run(tmp_path, small_pool, ray_sessio
     assert main([run]) == 0
     out = capsys.readouterr().out
     assert f"{len(parts) - 1}/{len(parts)} shards written" in out
+
+
+def test_a_stage_that_quarantines_many_rows_says_so_once(tmp_path, small_pool, capsys):
+    from ray_jobs.run import _advise
+
+    recipe = load_recipe(_recipe(tmp_path, small_pool))
+    counts = {"input": 100, "kept": 90, "quarantined": 10, "reasons": {"malformed": 10}}
+    _advise(recipe, "ingest", counts)
+    _advise(recipe, "ingest", counts)
+    _advise(recipe, "score", {"input": 90, "kept": 89, "quarantined": 1, "reasons": {}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[mmcurate] note: ingest quarantined 10% (malformed 10): "
+        + os.path.join(recipe.run, "quarantine", "ingest")
+    ]
