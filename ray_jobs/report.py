@@ -45,6 +45,16 @@ DESCRIPTORS = (
 )
 
 
+# The papers' cut-offs drawn on the histograms (dotted), as the selection code applies them:
+# PISM lambda* levels and CMAB ratio bands (selection/baselines.py pism_levels / cmab_levels),
+# GDO's Static / Mixed / Temporal strata of `temporal` (selection/gdo_strata.py).
+CUTOFFS = {
+    "pism_lambda": ((0.0, 0.4, 0.7), "PISM: unsolved | hard | medium | easy"),
+    "cmab_ratio": ((0.1, 0.4, 1.6, 1.9), "CMAB: easy | medium | hard | medium | easy"),
+    "temporal": ((0.25, 0.75), "GDO strata: Static | Mixed | Temporal"),
+}
+
+
 def _figure_html(fig, title: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -143,6 +153,11 @@ def _descriptor_section(run: str) -> str:
             if len(chosen):
                 ax.hist(chosen, bins=30, alpha=0.5, label=str(group))
         ax.set_title(name)
+        if name in CUTOFFS:
+            cuts, bands = CUTOFFS[name]
+            for cut in cuts:
+                ax.axvline(cut, color="black", linestyle=":", linewidth=1)
+            ax.set_title(f"{name}\n{bands}", fontsize=9)
     for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)

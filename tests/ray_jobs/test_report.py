@@ -106,3 +106,19 @@ def test_report_shows_real_rows_funnel_and_galleries(ray_session, tmp_path, smal
     video_row = next(r for r in scored if r["media_type"] == "video" and r["id"] in page)
     strip = _jpegs_of(page, video_row["id"])[0]
     assert strip.width >= 2.5 * strip.height
+
+
+def test_the_drawn_cutoffs_are_the_selection_codes_boundaries():
+    import numpy as np
+
+    from ray_jobs.report import CUTOFFS
+    from selection.baselines import cmab_levels, pism_levels
+
+    for name, levels in (("pism_lambda", pism_levels), ("cmab_ratio", cmab_levels)):
+        for cut in CUTOFFS[name][0]:
+            below, above = levels(np.array([cut - 0.01, cut + 0.01]))
+            assert below != above, (name, cut)
+        # and nowhere else: within each band the level does not change
+        grid = np.linspace(-0.5, 2.5, 3001)
+        changes = grid[1:][levels(grid[1:]) != levels(grid[:-1])]
+        assert all(min(abs(c - k) for k in CUTOFFS[name][0]) < 0.002 for c in changes)
