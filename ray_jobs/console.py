@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -39,7 +40,8 @@ __all__ = [
     "verbose",
 ]
 
-CONSOLE = Console(highlight=False, soft_wrap=True)
+# a log file or pipe gets 120 columns (rich's default there is 80, which folds the summary)
+CONSOLE = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.serve")
 _HANDLERS: dict[str, logging.Handler] = {}
 _ADVISED: set[str] = set()

@@ -132,7 +132,15 @@ def summary_rows(rows: list[dict]) -> list[dict]:
 def summary_table(rows: list[dict], title: str = "summary") -> Table:
     """A rich table of `summary_rows` (train's column holds samples seen per run)."""
     table = Table(title=title, title_justify="left")
-    heads = ("stage", "in", "kept", "quarantined (reasons)", "duplicates", "selected", "time")
+    heads = (
+        "stage",
+        "in",
+        "kept",
+        "quarantined (reasons)",
+        "duplicates",
+        "selected (train: samples seen)",
+        "time",
+    )
     for head in heads:
         table.add_column(head, overflow="fold")
     for line in summary_rows(rows):
