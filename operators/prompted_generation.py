@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from operators.media import MediaError
 from operators.formats.records import RowError
+from operators.media import MediaError
 from operators.vlm_inputs import decode_media, encode_rows
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime
 

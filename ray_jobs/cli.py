@@ -11,6 +11,8 @@ __all__ = ["main"]
 COMMANDS = {
     "demo": "ray_jobs.demo",
     "run": "ray_jobs.run",
+    "status": "ray_jobs.status",
+    "recipe": "ray_jobs.recipe_init",
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
     "proxy": "ray_jobs.proxy",

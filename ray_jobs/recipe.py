@@ -2,8 +2,10 @@
 
 Each section is a frozen dataclass; most are the stage's own config class, so a recipe key is
 exactly a job option. Subsets and trainings are lists whose items are validated as
-`SelectJobConfig` / `TrainJobConfig` (without `run`, which the recipe gives). Unknown keys and
-wrong types are `ConfigError`s naming the file and the key (`recipe.yaml: score.batch_size`).
+`SelectJobConfig` / `TrainJobConfig` (without `run`, which the recipe gives); `subset_defaults`
+and `train_defaults` are merged under every item (nested mappings key by key, the item's own
+value wins), so a recipe states a shared setting once. Unknown keys and wrong types are
+`ConfigError`s naming the file and the key (`recipe.yaml: score.batch_size`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "Recipe",
     "ScoreSection",
     "load_recipe",
+    "merge_defaults",
     "select_config",
     "train_config",
 ]
@@ -119,7 +122,20 @@ class Recipe:
     dedup: DedupSection = field(default_factory=DedupSection)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     subsets: tuple[dict[str, Any], ...] = ()  # each: `mmcurate select` options (name, method..)
+    subset_defaults: dict[str, Any] = field(default_factory=dict)  # merged under each subset
     train: tuple[dict[str, Any], ...] = ()  # each: `mmcurate train` options (subset, algo, ...)
+    train_defaults: dict[str, Any] = field(default_factory=dict)  # merged under each train item
+
+
+def merge_defaults(defaults: dict, item: dict) -> dict:
+    """`item` over `defaults`: nested mappings merged key by key, anything else the item's."""
+    merged = dict(defaults)
+    for key, value in item.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_defaults(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def select_config(recipe: Recipe, spec: dict, where: str = "subsets"):
@@ -140,7 +156,10 @@ def train_config(recipe: Recipe, spec: dict, where: str = "train"):
 
 def load_recipe(path: str) -> Recipe:
     """Read and validate a recipe; relative paths are taken relative to the recipe's folder."""
-    recipe = build_config(Recipe, load_yaml(path), f"{path}:")
+    data = load_yaml(path)
+    if isinstance(data.get("proxy"), dict):  # base "" (a tiny model) unless the recipe says
+        data["proxy"] = {"base": "", **data["proxy"]}
+    recipe = build_config(Recipe, data, f"{path}:")
     base = os.path.dirname(os.path.abspath(path))
 
     def absolute(value):
@@ -155,6 +174,11 @@ def load_recipe(path: str) -> Recipe:
         run=absolute(recipe.run),
         media_root=absolute(recipe.media_root),
         proxy=proxy,
+        # the defaults are merged in here; the resolved recipe states each item in full
+        subsets=tuple(merge_defaults(recipe.subset_defaults, s) for s in recipe.subsets),
+        subset_defaults={},
+        train=tuple(merge_defaults(recipe.train_defaults, t) for t in recipe.train),
+        train_defaults={},
     )
     if recipe.score.generation_backend not in ("hf", "vllm"):
         raise ConfigError(

@@ -92,7 +92,10 @@ def ensure_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    to_driver = os.environ.get("MMCURATE_VERBOSE", "1") == "1"  # ray_jobs/console.py: -v
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+        ray.init(log_to_driver=to_driver)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=to_driver
+        )

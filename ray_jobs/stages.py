@@ -274,12 +274,14 @@ def _select(recipe: Recipe) -> dict:
 
 
 def _train(recipe: Recipe) -> dict:
+    from ray_jobs.stage_progress import train_bar
     from ray_jobs.train import train
 
     results = {}
     for spec in recipe.train:
         config = train_config(recipe, spec)
-        results[config.subset] = train(config)
+        with train_bar(config):
+            results[config.subset] = train(config)
     return {"runs": len(results), "per_run": results}
 
 
