@@ -71,8 +71,13 @@ def is_complete(directory: str) -> bool:
     return storage.exists(storage.join(directory, MARKER))
 
 
+PROVENANCE_KEYS = ("fingerprint", "stage_config")  # what `mmcurate run` adds to a marker
+
+
 def read_counts(directory: str) -> dict:
-    return json.loads(storage.read_text(storage.join(directory, MARKER)))
+    """The counts a stage's completion marker holds (without the run's fingerprint record)."""
+    marker = json.loads(storage.read_text(storage.join(directory, MARKER)))
+    return {k: v for k, v in marker.items() if k not in PROVENANCE_KEYS}
 
 
 def stage_line(stage: str, counts: dict, started: float) -> str:

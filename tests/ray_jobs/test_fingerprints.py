@@ -1,6 +1,7 @@
 """Stale outputs: a changed recipe reruns the stage whose configuration changed and every
 stage after it, naming the changed keys; the same recipe still skips finished work."""
 
+import json
 import os
 import shutil
 
@@ -10,7 +11,7 @@ import yaml
 from ray_jobs.fingerprints import record_complete, stage_fingerprints
 from ray_jobs.recipe import load_recipe
 from ray_jobs.run import plan, run_recipe
-from ray_jobs.rundir import mark_complete, read_counts
+from ray_jobs.rundir import MARKER, mark_complete, read_counts
 from ray_jobs.stages import stage_outputs
 
 CHEAP_SCORE = {"descriptors": [], "text_embedding": False, "capabilities": "none", "ost": "none"}
@@ -77,7 +78,8 @@ def test_rerun_with_a_changed_recipe_and_resume_with_the_same(ray_session, small
     first = run_recipe(recipe)
     assert set(first) == set(STAGES)
     assert run_recipe(recipe) == {}  # same recipe: everything is reused
-    marker = read_counts(os.path.join(recipe.run, "dedup"))
+    marker = json.loads(open(os.path.join(recipe.run, "dedup", MARKER)).read())
+    assert "fingerprint" not in read_counts(os.path.join(recipe.run, "dedup"))
     assert marker["fingerprint"] == stage_fingerprints(recipe, STAGES)["dedup"][0]
     scored = os.path.join(recipe.run, "scored", "_SUCCESS")
     scored_mtime = os.stat(scored).st_mtime_ns
@@ -85,7 +87,8 @@ def test_rerun_with_a_changed_recipe_and_resume_with_the_same(ray_session, small
     second = run_recipe(changed)
     assert set(second) == {"dedup"}  # ingest and score are reused
     assert os.stat(scored).st_mtime_ns == scored_mtime
-    marker = read_counts(os.path.join(recipe.run, "dedup"))
+    marker = json.loads(open(os.path.join(recipe.run, "dedup", MARKER)).read())
+    assert "fingerprint" not in read_counts(os.path.join(recipe.run, "dedup"))
     assert marker["fingerprint"] == stage_fingerprints(changed, STAGES)["dedup"][0]
     assert marker["stage_config"]["dedup.near_text"] is False
     assert run_recipe(changed) == {}
