@@ -330,12 +330,13 @@ def encode_rows(
             results[i] = error
     if not ready:
         return results
-    images = [a for _, _, _, imgs, _ in ready for a in imgs]
+    # Images nested per prompt: Idefics3 / SmolVLM and Gemma 3 count them per sample.
+    images = [list(imgs) for _, _, _, imgs, _ in ready]
     videos = [v for _, _, _, _, vids in ready for v in vids]
     try:
         out = processor(
             text=[r[1] for r in ready],
-            images=images or None,
+            images=images if any(images) else None,
             videos=videos or None,
             return_tensors="pt",
             padding=True,
@@ -372,7 +373,10 @@ def _encode_or_error(processor, row, media, config, answer):
 
 
 def _vision_mask(encoding: RowEncoding, vision_ids: set[int]) -> list[bool]:
-    types = encoding.token_fields.get("mm_token_type_ids")
+    """Positions of media tokens: by the processor's token types where it gives them
+    (`mm_token_type_ids`; Gemma 3's `token_type_ids` mark its image soft tokens), else by id."""
+    fields = encoding.token_fields
+    types = fields.get("mm_token_type_ids", fields.get("token_type_ids"))
     if types is not None:
         return [t != 0 for t in types] + [False] * len(encoding.answer_ids)
     return [t in vision_ids for t in encoding.prompt_ids] + [False] * len(encoding.answer_ids)
@@ -384,8 +388,25 @@ def _cat_media(encodings: list[RowEncoding]) -> dict:
     keys = {k for e in encodings for k in e.media}
     out = {}
     for key in sorted(keys):
-        parts = [e.media[key] for e in encodings if key in e.media]
-        out[key] = torch.cat([torch.as_tensor(p) for p in parts], dim=0)
+        parts = [torch.as_tensor(e.media[key]) for e in encodings if key in e.media]
+        out[key] = torch.cat(_zero_padded(parts), dim=0)
+    return out
+
+
+def _zero_padded(parts: list) -> list:
+    """Per-sample media tensors padded with zeros to a common shape past dim 0: processors
+    that batch images per sample (Idefics3 / SmolVLM: (1, images, C, H, W) and a pixel mask)
+    pad the same way, and the model drops all-zero padding images."""
+
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) == 1 or len({p.ndim for p in parts}) != 1:
+        return parts
+    target = [max(p.shape[d] for p in parts) for d in range(1, parts[0].ndim)]
+    out = []
+    for p in parts:
+        grown = p.new_zeros((p.shape[0], *target))
+        grown[tuple(slice(0, n) for n in p.shape)] = p
+        out.append(grown)
     return out
 
 
