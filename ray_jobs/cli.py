@@ -22,6 +22,8 @@ COMMANDS = {
     "eval": "ray_jobs.evaluate",
     "report": "ray_jobs.report",
     "bench": "ray_jobs.bench",
+    # issue 15: the synthetic world's pretrained base model
+    "base": "ray_jobs.base",
 }
 
 
