@@ -25,6 +25,8 @@ COMMANDS = {
     "report": "ray_jobs.report",
     "export": "ray_jobs.export",
     "bench": "ray_jobs.bench",
+    # issue 15: the synthetic world's pretrained base model
+    "base": "ray_jobs.base",
 }
 
 
