@@ -4,7 +4,7 @@ Runs the model-descriptor stage (Ray Data actor pool, the warmed proxy in RUN/pr
 RUN/pool, joins the ground truth by id, and prints
 
 - AUROC of `vds` for vision-needing rows vs text-answerable ones (aim >= 0.8);
-- AUROC of `temporal` for direction videos vs static videos (aim >= 0.8);
+- AUROC of `temporal_loss_gap` for direction videos vs static videos (aim >= 0.8);
 - AUROC of `loss` for wrong-answer rows vs the rest;
 - the PISM and CMAB label distributions (and stability), on a subset (`--label-rows`),
   since PISM's K masks per ratio make it the costly pass.
@@ -63,7 +63,7 @@ def _score(run: str, groups: tuple[str, ...], limit: int | None, args) -> dict:
     )
     scored = apply_model_descriptors(ds, config, 1, args.actors, batch_size=args.batch_size)
     table = pa.concat_tables(ray.get(scored.to_arrow_refs()))
-    keep = ["id", "model_error", "loss", "loss_blind", "vds", "temporal", "stability"]
+    keep = ["id", "model_error", "loss", "loss_blind", "vds", "temporal_loss_gap", "stability"]
     keep += ["pism_lambda", "pism_label", "cmab_ratio", "cmab_label"]
     return {name: np.array(table.column(name).to_pylist(), dtype=object) for name in keep}
 
@@ -77,8 +77,8 @@ def _report_aurocs(cols: dict, truth: dict, trained: set[str]) -> None:
     clean = ok & ~np.isin(defect, ["wrong_answer", "text_answerable"])
     tests = {
         "vds: vision-needing > text-answerable": ("vds", clean, ok & (defect == "text_answerable")),
-        "temporal: direction video > static video": (
-            "temporal",
+        "temporal_loss_gap: direction video > static video": (
+            "temporal_loss_gap",
             clean & (category == "temporal"),
             clean & (category == "static_video"),
         ),

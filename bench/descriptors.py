@@ -22,10 +22,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.model_descriptors import DescriptorConfig, ModelDescriptors
 from operators.pism import PismConfig
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import batch_rows, decode_media, encode_row, frame_order
 from operators.vlm_runtime import RuntimeConfig

@@ -35,9 +35,9 @@ from operators.embeddings import (  # noqa: E402
     VisualEmbedConfig,
     VisualEmbedder,
 )
+from operators.formats.readers import iter_chunk_tables  # noqa: E402
+from operators.formats.records import RecordOptions  # noqa: E402
 from operators.media import load_image  # noqa: E402
-from operators.readers import iter_chunk_tables  # noqa: E402
-from operators.records import RecordOptions  # noqa: E402
 from operators.styles import RuleStyler  # noqa: E402
 
 

@@ -24,8 +24,8 @@ def main() -> None:
     import pyarrow.parquet as pq
     import ray
 
-    from operators.readers import iter_chunk_tables
-    from operators.records import RecordOptions
+    from operators.formats.readers import iter_chunk_tables
+    from operators.formats.records import RecordOptions
     from ray_jobs.synth import synthesize
     from training.grpo import GrpoConfig, run_grpo
     from training.sft import SftConfig, train_loop_per_worker

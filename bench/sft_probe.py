@@ -11,6 +11,7 @@ truth gives each row's question type and style.
         --truth QOUT/heldout/ground_truth.parquet --out /tmp/probe --steps 600
     python bench/sft_probe.py ... --image-side 112          # 16 picture tokens instead of 4
     python bench/sft_probe.py ... --vision-embed 128 --vision-depth 4 --lr-schedule constant
+    python bench/sft_probe.py ... --base "$(mmcurate base path)"   # from the pretrained base
 """
 
 from __future__ import annotations
@@ -71,6 +72,21 @@ def accuracy_by_type(model: str, heldout: str, truth: str) -> dict:
     return {k: (len(v), float(np.mean(v))) for k, v in sorted(groups.items())}
 
 
+def initial_model(args: argparse.Namespace) -> str:
+    """A freshly built tiny model (random weights) of the flags' size, in OUT/base."""
+    model = os.path.join(args.out, "base")
+    if args.micro:
+        size = dataclasses.replace(TinyConfig.micro(), seed=args.seed)
+    else:
+        size = TinyConfig(
+            vision_embed_dim=args.vision_embed, vision_depth=args.vision_depth, seed=args.seed
+        )
+    build_tiny_qwen2_vl(model, size)
+    if args.image_side:
+        upscale_pictures(model, args.image_side)
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", required=True, help="training rows: a Parquet file or a folder")
@@ -86,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vision-embed", type=int, default=TinyConfig.vision_embed_dim)
     p.add_argument("--vision-depth", type=int, default=TinyConfig.vision_depth)
     p.add_argument("--micro", action="store_true", help="the ~0.2M-parameter test model")
+    p.add_argument("--base", default="", help="start from this model (e.g. `mmcurate base path`)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -95,16 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
-    model = os.path.join(args.out, "base")
-    if args.micro:
-        size = dataclasses.replace(TinyConfig.micro(), seed=args.seed)
-    else:
-        size = TinyConfig(
-            vision_embed_dim=args.vision_embed, vision_depth=args.vision_depth, seed=args.seed
-        )
-    build_tiny_qwen2_vl(model, size)
-    if args.image_side:
-        upscale_pictures(model, args.image_side)
+    model = args.base or initial_model(args)
     started = time.time()
     train_loop_per_worker(
         {

@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from operators.batches import sample_text  # noqa: E402
 from operators.capabilities import EmbeddingCapabilityScorer  # noqa: E402
 from operators.clustering import ClusterAssigner, ClusterConfig, fit_kmeans  # noqa: E402
-from operators.readers import iter_chunk_tables  # noqa: E402
-from operators.records import RecordOptions  # noqa: E402
+from operators.formats.readers import iter_chunk_tables  # noqa: E402
+from operators.formats.records import RecordOptions  # noqa: E402
 from operators.styles import ANSWER_FORMATS, POOL_STYLE_TO_MMSSR, RuleStyler  # noqa: E402
 
 

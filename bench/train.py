@@ -23,8 +23,8 @@ def synthetic_rows(root: str, n: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from operators.readers import iter_chunk_tables
-    from operators.records import RecordOptions
+    from operators.formats.readers import iter_chunk_tables
+    from operators.formats.records import RecordOptions
     from ray_jobs.synth import synthesize
 
     synthesize(n, os.path.join(root, "pool"), seed=0)

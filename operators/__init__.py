@@ -1,1 +1,1 @@
-"""Ray Data operators and the readers, schema and media helpers they share."""
+"""Ray Data operators and the formats, schema and media helpers they share."""

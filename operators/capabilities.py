@@ -120,6 +120,7 @@ class PromptedScorerConfig:
 
     capabilities: tuple[str, ...] = CAPABILITIES  # which to ask about (one prompt each)
     batch_size: int = 64  # prompts per generate() call
+    with_media: bool = False  # send prompt rows with the sample's media (a multimodal scorer)
 
 
 class PromptedCapabilityScorer:
@@ -151,6 +152,10 @@ class PromptedCapabilityScorer:
             for m in messages_column(table)
             for c in caps
         ]
+        if self.config.with_media:
+            from operators.prompted_generation import with_media
+
+            prompts = with_media(table, prompts, per_row=len(caps))
         scores = np.full((table.num_rows, len(caps)), np.nan)
         errors: list[dict] = [{} for _ in range(table.num_rows)]
         for index, reply in enumerate(self._replies(prompts)):

@@ -5,10 +5,10 @@ per-sample feature: each sample's distance to its centroid (`cluster_dist`) and 
 cluster is (`cluster_size`); selection favours rare clusters and spreads the budget over
 them. The feature here is the L2-normalized text embedding, optionally concatenated with
 GDO's descriptor block: a 16-bin hashed bag of words of the conversation, RGB mean/std,
-temporal, motion, frame_div, ppl and vds (the columns a score stage wrote; absent columns or
-nulls count as the sample mean). The block is standardized with the training sample's mean
-and std and weighted so that its total variance is `gdo_weight**2` next to the unit-norm
-embedding.
+temporal_loss_gap, motion, frame_div, ppl and vds (the columns a score stage wrote; absent
+columns or nulls count as the sample mean). The block is standardized with the training
+sample's mean and std and weighted so that its total variance is `gdo_weight**2` next to the
+unit-norm embedding.
 
 `fit_kmeans` trains faiss k-means (`faiss.Kmeans`; on GPU with `gpu=True` and faiss-gpu) on a
 sample; `ClusterAssigner` is the Ray Data operator for the distributed assignment pass
@@ -53,7 +53,7 @@ BOW_BINS = 16
 GDO_COLUMNS = {
     "rgb_mean": 3,
     "rgb_std": 3,
-    "temporal": 1,
+    "temporal_loss_gap": 1,
     "motion": 1,
     "frame_div": 1,
     "ppl": 1,

@@ -26,6 +26,9 @@ __all__ = [
 
 # Refuse media larger than this many bytes before decoding (a "huge" file is bad input).
 MAX_MEDIA_BYTES = 512 * 1024 * 1024
+# Refuse images with more pixels than this (PIL's own default warning threshold, ~89.5 MP):
+# checked from the header, so a small file declaring a huge canvas is never decoded.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 class MediaError(ValueError):
@@ -65,6 +68,17 @@ def _source(path: str):
         raise MediaError(f"media file cannot be read ({error}): {path}") from None
 
 
+def _check_pixels(size: tuple[int, int], path: str) -> None:
+    """Refuse an image whose header claims more pixels than MAX_IMAGE_PIXELS (a small file
+    can declare a huge canvas: a decompression bomb), before anything is decoded."""
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError(
+            f"image is {width}x{height} = {width * height} pixels, over the "
+            f"{MAX_IMAGE_PIXELS} limit (decompression bomb): {path}"
+        )
+
+
 def load_image(path: str) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (H, W, 3)."""
     from PIL import Image, UnidentifiedImageError
@@ -72,8 +86,15 @@ def load_image(path: str) -> np.ndarray:
     source = _source(path)
     try:
         with Image.open(source) as image:
+            _check_pixels(image.size, path)
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:
         raise MediaError(
             f"image cannot be decoded ({type(error).__name__}: {error}): {path}"
         ) from None

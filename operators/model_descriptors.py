@@ -6,9 +6,11 @@ its reason in `model_error`):
 
 - `loss`, `loss_blind`, `vds`, `ppl` (GDO, Wu & Zhao 2026): answer-token mean NLL with the
   media and with the media removed; vds = loss_blind - loss; ppl = exp(clip(loss, -30, 30)).
-- `temporal` (measured variant of GDO's temporal demand): loss with the video frames shuffled
-  (or reversed / one frame, `temporal_order`) minus loss with the frames in order; 0 for
-  images and text. `temporal_prompted` (GDO): the proxy answers "Temporal" or "Static" to a
+- `temporal_loss_gap` (the measured variant of GDO's temporal demand, in nats; unbounded, may
+  be negative): loss with the video frames shuffled (or reversed / one frame,
+  `temporal_order`) minus loss with the frames in order; 0 for images and text. It is not
+  GDO's 0 / 0.5 / 1 label: selection/gdo_temporal.py derives `gdo_temporal_label` from it.
+- `temporal_prompted` (GDO's label itself): the proxy answers "Temporal" or "Static" to a
   fixed prompt about the question -> 1 / 0 / 0.5 otherwise; only when `prompted_temporal`.
 - `stability` (GDO): 5 sampled answers (T 0.8, top_p 0.9, 32 tokens), mean pairwise word-set
   Jaccard.
@@ -23,6 +25,7 @@ switchable in the config.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
@@ -61,7 +64,7 @@ FLOAT_COLUMNS = (
     "loss_blind",
     "vds",
     "ppl",
-    "temporal",
+    "temporal_loss_gap",
     "temporal_prompted",
     "stability",
     "pism_lambda",
@@ -103,6 +106,12 @@ def prompted_temporal_value(text: str) -> float:
     return {"temporal": 1.0, "static": 0.0}.get(first, 0.5)
 
 
+def row_seed(seed: int, row_id: str) -> int:
+    """The sampling seed of one row: 63 bits of SHA-256 over (seed, row id)."""
+    digest = hashlib.sha256(f"{seed}\n{row_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 class ModelDescriptors:
     """Ray Data actor UDF: load the proxy once, add the model-descriptor columns per batch."""
 
@@ -135,7 +144,7 @@ class ModelDescriptors:
         if ok and groups & {"loss", "temporal", "pism"}:
             correct = self._losses(rows, ok, media, encodings, out)
         if ok and "stability" in groups:
-            self._stability(ok, encodings, out)
+            self._stability(rows, ok, encodings, out)
         if ok and "pism" in groups:
             self._pism(rows, ok, media, correct, out)
         if ok and "cmab" in groups:
@@ -207,22 +216,29 @@ class ModelDescriptors:
             out["vds"][i] = blind - loss
             out["ppl"][i] = float(np.exp(np.clip(loss, -30.0, 30.0)))
             if "temporal" in self.config.descriptors:
-                out["temporal"][i] = values.get(("temporal", i), loss) - loss
+                out["temporal_loss_gap"][i] = values.get(("temporal", i), loss) - loss
         return correct
 
-    def _stability(self, ok, encodings, out) -> None:
-        """Mean pairwise word-set Jaccard of sampled answers (GDO stability)."""
+    def _stability(self, rows, ok, encodings, out) -> None:
+        """Mean pairwise word-set Jaccard of sampled answers (GDO stability).
+
+        Each row is sampled alone from a generator seeded by (seed, row id): its k-th sample
+        depends on (seed, row id, k) only, so a rerun, a resume or another actor count or
+        batch composition gives the same value."""
+        import torch
+
         cfg = self.config
-        samples = self.runtime.generate(
-            [encodings[i] for i in ok],
-            max_new_tokens=cfg.stability_tokens,
-            num_return_sequences=cfg.stability_samples,
-            do_sample=True,
-            temperature=cfg.stability_temperature,
-            top_p=cfg.stability_top_p,
-        )
-        for i, ids in zip(ok, samples, strict=True):
-            texts = [self.runtime.decode(s) for s in ids]
+        for i in ok:
+            torch.manual_seed(row_seed(cfg.seed, str(rows[i]["id"])))
+            (samples,) = self.runtime.generate(
+                [encodings[i]],
+                max_new_tokens=cfg.stability_tokens,
+                num_return_sequences=cfg.stability_samples,
+                do_sample=True,
+                temperature=cfg.stability_temperature,
+                top_p=cfg.stability_top_p,
+            )
+            texts = [self.runtime.decode(s) for s in samples]
             pairs = list(itertools.combinations(texts, 2))
             out["stability"][i] = float(np.mean([word_jaccard(a, b) for a, b in pairs]))
 

@@ -58,6 +58,7 @@ __all__ = [
     "loop_grads",
     "row_nll",
     "stratified_target",
+    "target_source",
 ]
 
 FORMS = ("first_order", "exact")
@@ -73,6 +74,9 @@ class OstConfig:
     eta: float = 1e-3  # step size η (small: the first-order form is its η -> 0 limit)
     params: tuple[str, ...] = ("lm_head",)  # parameter-name prefixes; ("",) = all parameters
     target_ids: str | None = None  # text file, one id per line; None: stratified sample
+    # a clean held-out pool V is sampled from instead of `pool` (a synthetic pool directory
+    # with ground_truth.parquet: its defect-free rows; or Parquet shards of our schema)
+    target_pool: str | None = None
     target_size: int = 64  # rows in the stratified target sample
     exclude_ids: str | None = None  # ids never sampled into V (e.g. RUN/proxy/train_ids.txt)
     projection_dim: int = 4096  # first order: project gradients to this many dims (0: none)
@@ -199,9 +203,41 @@ def _read_ids(path: str | None) -> list[str]:
     return [line.strip() for line in storage.read_text(path).splitlines() if line.strip()]
 
 
+def target_source(config: OstConfig) -> str:
+    """Where V comes from, in words (for the docs, the logs and the stage counts)."""
+    if config.target_ids:
+        return f"ids listed in {config.target_ids}"
+    if config.target_pool:
+        return f"stratified sample of the clean held-out pool {config.target_pool}"
+    return f"stratified sample of {config.pool} less {config.exclude_ids} (the ranked pool)"
+
+
+def _clean_target_rows(config: OstConfig) -> list[dict]:
+    """V from a clean held-out pool: its defect-free rows (ground truth) or all its rows."""
+    from training.data import heldout_rows, parquet_dataset
+
+    truth = storage.join(config.target_pool, "ground_truth.parquet")
+    if storage.exists(truth):
+        table = heldout_rows(config.target_pool, per_category=1 << 30)
+    else:
+        table = parquet_dataset(config.target_pool).to_table()
+    rows = table.to_pylist()
+    wanted = stratified_target(
+        [str(r["id"]) for r in rows],
+        [r.get("category") for r in rows],
+        config.target_size,
+        config.seed,
+    )
+    by_id = {str(r["id"]): r for r in rows}
+    return [by_id[i] for i in wanted]
+
+
 def target_rows(config: OstConfig) -> list[dict]:
-    """The target rows V from `config.pool`, in a fixed order (see the module docstring)."""
+    """The target rows V, in a fixed order (see the module docstring and `target_source`)."""
     import pyarrow.dataset as pds
+
+    if config.target_pool and not config.target_ids:
+        return _clean_target_rows(config)
 
     filesystem, path = storage.filesystem(config.pool)
     dataset = pds.dataset(path, filesystem=filesystem, format="parquet")

@@ -196,6 +196,7 @@ class PromptedStylerConfig:
 
     column: str = "styles"  # output column (list of style names; null when unparsable)
     batch_size: int = 64  # prompts per generate() call
+    with_media: bool = False  # send prompt rows with the sample's media (a multimodal styler)
 
 
 class PromptedStyler:
@@ -212,17 +213,23 @@ class PromptedStyler:
 
     def __call__(self, batch: pa.Table | dict) -> pa.Table | dict:
         table = as_table(batch)
-        prompts = [conversation_prompt(m, STYLE_QUERY) for m in messages_column(table)]
+        prompts: list = [conversation_prompt(m, STYLE_QUERY) for m in messages_column(table)]
+        if self.config.with_media:
+            from operators.prompted_generation import with_media
+
+            prompts = with_media(table, prompts)
         replies: list[str] = []
         for start in range(0, len(prompts), self.config.batch_size):
             replies.extend(self.generate(prompts[start : start + self.config.batch_size]))
-        styles = []
+        styles, errors = [], []
         for reply in replies:
             found, reason = parse_styles(reply)
             self.stats[reason or "parsed"] += 1
             styles.append(found)
-        column = pa.array(styles, _styles_type())
-        return like_input(batch, set_column(table, self.config.column, column))
+            errors.append(reason)
+        table = set_column(table, self.config.column, pa.array(styles, _styles_type()))
+        table = set_column(table, "style_error", pa.array(errors, pa.string()))
+        return like_input(batch, table)
 
 
 def style_prompted(

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from operators.formats.records import RowError
 from operators.media import load_image, read_video_frames
-from operators.records import RowError
+from operators.row_errors import describe, is_row_error
 
 __all__ = [
     "IGNORE_INDEX",
@@ -178,6 +179,14 @@ def _text_turn(role: str, text: str) -> dict:
     return {"role": role, "content": [{"type": "text", "text": text}]}
 
 
+def _picture(array: np.ndarray):
+    """An (H, W, 3) uint8 array as a PIL image: processors guess the channel axis of arrays
+    and read a 1x1 or 4x4 RGB picture as channels-first; a PIL image has no such ambiguity."""
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="RGB")
+
+
 def _media_lists(conv: list[dict], media: list[np.ndarray], video_as_frames: bool):
     """Walk the parts in order, pairing each with its media; video frames become images
     (one image part per frame) when the processor has no video input."""
@@ -191,10 +200,10 @@ def _media_lists(conv: list[dict], media: list[np.ndarray], video_as_frames: boo
             array = media[k]
             k += 1
             if array.ndim == 3:
-                images.append(array)
+                images.append(_picture(array))
                 parts.append({"type": "image"})
             elif video_as_frames:
-                images.extend(list(array))
+                images.extend(_picture(frame) for frame in array)
                 parts.extend({"type": "image"} for _ in range(len(array)))
             else:
                 videos.append(array)
@@ -321,17 +330,23 @@ def encode_rows(
             results[i] = error
     if not ready:
         return results
-    images = [a for _, _, _, imgs, _ in ready for a in imgs]
+    # Images nested per prompt: Idefics3 / SmolVLM and Gemma 3 count them per sample.
+    images = [list(imgs) for _, _, _, imgs, _ in ready]
     videos = [v for _, _, _, _, vids in ready for v in vids]
-    out = processor(
-        text=[r[1] for r in ready],
-        images=images or None,
-        videos=videos or None,
-        return_tensors="pt",
-        padding=True,
-    )
-    split = _split_media(out, [len(r[3]) for r in ready], [len(r[4]) for r in ready])
-    if split is None:  # unknown media layout: one call per row
+    try:
+        out = processor(
+            text=[r[1] for r in ready],
+            images=images if any(images) else None,
+            videos=videos or None,
+            return_tensors="pt",
+            padding=True,
+        )
+        split = _split_media(out, [len(r[3]) for r in ready], [len(r[4]) for r in ready])
+    except Exception as error:  # one row the processor refuses (e.g. aspect > 200): retry per row
+        if not is_row_error(error):
+            raise
+        split = None
+    if split is None:  # unknown media layout, or a batch call that raised: one call per row
         return [
             _encode_or_error(processor, rows[i], media[i], config, answers[i])
             for i in range(len(rows))
@@ -346,14 +361,22 @@ def encode_rows(
 
 
 def _encode_or_error(processor, row, media, config, answer):
+    """`encode_row`, or the RowError that names why this one row cannot be encoded."""
     try:
         return encode_row(processor, row, media, config, answer)
     except RowError as error:
         return error
+    except Exception as error:
+        if not is_row_error(error):
+            raise
+        return RowError("processor_error", describe(error))
 
 
 def _vision_mask(encoding: RowEncoding, vision_ids: set[int]) -> list[bool]:
-    types = encoding.token_fields.get("mm_token_type_ids")
+    """Positions of media tokens: by the processor's token types where it gives them
+    (`mm_token_type_ids`; Gemma 3's `token_type_ids` mark its image soft tokens), else by id."""
+    fields = encoding.token_fields
+    types = fields.get("mm_token_type_ids", fields.get("token_type_ids"))
     if types is not None:
         return [t != 0 for t in types] + [False] * len(encoding.answer_ids)
     return [t in vision_ids for t in encoding.prompt_ids] + [False] * len(encoding.answer_ids)
@@ -365,8 +388,25 @@ def _cat_media(encodings: list[RowEncoding]) -> dict:
     keys = {k for e in encodings for k in e.media}
     out = {}
     for key in sorted(keys):
-        parts = [e.media[key] for e in encodings if key in e.media]
-        out[key] = torch.cat([torch.as_tensor(p) for p in parts], dim=0)
+        parts = [torch.as_tensor(e.media[key]) for e in encodings if key in e.media]
+        out[key] = torch.cat(_zero_padded(parts), dim=0)
+    return out
+
+
+def _zero_padded(parts: list) -> list:
+    """Per-sample media tensors padded with zeros to a common shape past dim 0: processors
+    that batch images per sample (Idefics3 / SmolVLM: (1, images, C, H, W) and a pixel mask)
+    pad the same way, and the model drops all-zero padding images."""
+
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) == 1 or len({p.ndim for p in parts}) != 1:
+        return parts
+    target = [max(p.shape[d] for p in parts) for d in range(1, parts[0].ndim)]
+    out = []
+    for p in parts:
+        grown = p.new_zeros((p.shape[0], *target))
+        grown[tuple(slice(0, n) for n in p.shape)] = p
+        out.append(grown)
     return out
 
 

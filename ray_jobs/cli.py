@@ -11,6 +11,8 @@ __all__ = ["main"]
 COMMANDS = {
     "demo": "ray_jobs.demo",
     "run": "ray_jobs.run",
+    "status": "ray_jobs.status",
+    "recipe": "ray_jobs.recipe_init",
     "synth": "ray_jobs.synth",
     "ingest": "ray_jobs.ingest",
     "proxy": "ray_jobs.proxy",
@@ -21,7 +23,10 @@ COMMANDS = {
     "train": "ray_jobs.train",
     "eval": "ray_jobs.evaluate",
     "report": "ray_jobs.report",
+    "export": "ray_jobs.export",
     "bench": "ray_jobs.bench",
+    # issue 15: the synthetic world's pretrained base model
+    "base": "ray_jobs.base",
 }
 
 

@@ -69,6 +69,11 @@ def _compact(config: ClusterJobConfig):
     keep = [c for c in wanted if c in names] + (["messages"] if needs_text else [])
     ds = ds.select_columns(keep)
     embedded = column in names
+    if not embedded and column != "text_embedding":
+        raise ValueError(
+            f"{path} has no {column!r} column to cluster on (for visual_embedding set "
+            "score.visual_embedding: true); only text_embedding is computed here"
+        )
     if not embedded:
         embed = TextEmbedConfig(config.text_model, column=column)
         ds = map_actor_pool(ds, TextEmbedder, (embed,), 256, (1, config.actors))

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
+from operators.formats.writers import write_parquet_atomic
 from operators.lsh import (
     WHY_NEAR,
     WHY_SEMANTIC,
@@ -53,7 +54,6 @@ from operators.minhash import MinHashConfig, band_keys, row_text_arrays, text_ke
 from operators.phash import HASH_WORDS, MediaHashConfig, grid_keys, media_hash
 from operators.semdedup import SemanticConfig
 from operators.union_find import connected_components
-from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, is_complete, mark_complete, read_counts, stage_line
 
 __all__ = ["DEDUP_SCHEMA", "DedupConfig", "dedup", "main", "node_keys"]

@@ -29,34 +29,27 @@ def demo_recipe(out: str, n: int, train_samples: int, seed: int = 0) -> dict:
         {"name": "full", "method": "full"},
     ]
     heldout = os.path.join(os.path.abspath(out), "heldout")
-    train = [
-        {
-            "subset": s["name"],
+    return {
+        "name": "demo",
+        "input": "pool/pool.jsonl",
+        "run": "run",
+        "proxy": {"max_rows": min(600, n // 3), "epochs": 4, "seed": seed},
+        "score": {"pism": {"masks_per_ratio": 2}, "model_batch_size": 16},
+        "cluster": {"k": 16, "nredo": 1},
+        "subsets": subsets,
+        # every training run: the same budget of samples seen, the same held-out pool
+        "train_defaults": {
             "algo": "sft",
             "heldout": heldout,
             "heldout_per_category": 60,
             "sft": {
-                "model": "",
-                "rows": "",
-                "out": "",
                 "epochs": 1000,  # cycle a small subset; max_steps sets the budget
                 "max_steps": train_samples // 32,
                 "eval_every": max(train_samples // 4, 32),
                 "batch_size": 32,
             },
-        }
-        for s in subsets
-    ]
-    return {
-        "name": "demo",
-        "input": "pool/pool.jsonl",
-        "run": "run",
-        "num_cpus": None,
-        "proxy": {"base": "", "max_rows": min(600, n // 3), "epochs": 4, "seed": seed},
-        "score": {"pism": {"masks_per_ratio": 2}, "model_batch_size": 16},
-        "cluster": {"k": 16, "nredo": 1},
-        "subsets": subsets,
-        "train": train,
+        },
+        "train": [{"subset": s["name"]} for s in subsets],
     }
 
 
@@ -71,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         help="samples seen by each SFT run (the same for every subset)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Ray's output on the console")
     args = parser.parse_args(argv)
+    from ray_jobs.console import set_verbose
+
+    set_verbose(args.verbose)
     from ray_jobs.recipe import load_recipe
     from ray_jobs.run import run_recipe
     from ray_jobs.synth import synthesize
@@ -89,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(args.out, "recipe.yaml")
     with open(path, "w") as handle:
         yaml.safe_dump(
-            demo_recipe(args.out, args.n, args.train_samples, args.seed), handle, sort_keys=False
+            demo_recipe(args.out, args.n, args.train_samples, args.seed),
+            handle,
+            sort_keys=False,
+            default_flow_style=None,  # leaf mappings on one line: short enough to read
         )
     run_recipe(load_recipe(path))
     report = os.path.join(args.out, "run", "report.html")

@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=defaults.max_rows)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--time-budget", type=float, default=defaults.time_budget_s)
+    parser.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
+    parser.add_argument("--num-workers", type=int, default=defaults.num_workers)
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
     parser.add_argument("--threads", type=int, default=defaults.num_threads)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
@@ -107,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows,
         epochs=args.epochs,
         lr=args.lr,
-        time_budget_s=args.time_budget,
+        lora_rank=args.lora_rank,
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
         num_threads=args.threads,
         seed=args.seed,
     )

@@ -198,7 +198,7 @@ def _base_model(cfg: QualityConfig, arm: Arm, seed: int) -> str:
 
 def _job(cfg: QualityConfig, arm: Arm, seed: int, heldout: str) -> dict:
     """Everything one training process needs (plain data: it crosses a process boundary)."""
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
     from training.data import ordered_rows
 
     out = os.path.join(os.path.abspath(cfg.out), "arms", arm.name, f"s{seed}")
@@ -269,7 +269,7 @@ def train_job(job: dict) -> dict:
 
 
 def train_arms(cfg: QualityConfig, arms: list[Arm]) -> list[dict]:
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
     from training.data import heldout_rows
 
     heldout = os.path.join(os.path.abspath(cfg.out), "heldout.parquet")

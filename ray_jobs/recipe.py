@@ -2,8 +2,10 @@
 
 Each section is a frozen dataclass; most are the stage's own config class, so a recipe key is
 exactly a job option. Subsets and trainings are lists whose items are validated as
-`SelectJobConfig` / `TrainJobConfig` (without `run`, which the recipe gives). Unknown keys and
-wrong types are `ConfigError`s naming the file and the key (`recipe.yaml: score.batch_size`).
+`SelectJobConfig` / `TrainJobConfig` (without `run`, which the recipe gives); `subset_defaults`
+and `train_defaults` are merged under every item (nested mappings key by key, the item's own
+value wins), so a recipe states a shared setting once. Unknown keys and wrong types are
+`ConfigError`s naming the file and the key (`recipe.yaml: score.batch_size`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "Recipe",
     "ScoreSection",
     "load_recipe",
+    "merge_defaults",
     "select_config",
     "train_config",
 ]
@@ -39,6 +42,10 @@ class IngestSection:
     check_media: bool = True  # open every media file far enough to know it decodes
     source: str | None = None  # source name for rows without one (default: the file stem)
     chunk_bytes: int | None = None  # JSONL bytes per chunk / output shard; None: by size
+    input_format: str | None = None  # force json, jsonl or parquet; None: detected by content
+    # the input's field / column names mapped to ours, e.g. {img: images, chat: messages}
+    columns: dict[str, str] | None = None
+    on_duplicate_id: str = "quarantine"  # a repeated id: "quarantine" or "rename" (X#dup1, ..)
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,24 @@ class ScoreSection:
     vllm: VllmConfig = field(default_factory=VllmConfig)
     text_embedding: bool = True  # all-MiniLM-L6-v2 (or text_model) embedding of q + a
     text_model: str | None = None  # sentence model directory or URI; None: bundled MiniLM
-    styles: bool = True  # rule-based mmSSR interaction styles
-    capabilities: str = "embedding"  # "embedding", "none", or a file of id -> cap scores
+    # GDO's coverage feature from the VLM's vision path (`visual_embedding`, the proxy or
+    # `scorer_model`); cluster on it with `cluster: {embedding_column: visual_embedding}`
+    visual_embedding: bool = False
+    # mmSSR interaction styles: true / "rules" (rule-based), "prompted" (mmSSR's styler prompt
+    # through the proxy VLM with the sample's media), false / "none"
+    styles: bool | str = True
+    # mmSSR's 14 capability scores: "prompted" (mmSSR's scorer prompt through the proxy VLM with
+    # the sample's media), "embedding" (an approximation: prototype similarity), "none", or a
+    # file of id -> cap scores
+    capabilities: str = "embedding"
+    scorer_model: str | None = None  # model for the prompted scorer / styler; None: RUN/proxy
     ost: str = "first_order"  # OST one-step utility: "first_order", "exact" or "none"
     ost_eta: float = 1e-3  # OST step size η
     ost_target_size: int = 64  # OST target set V: stratified sample of the pool (by category)
     ost_target_ids: str | None = None  # or: a file of target ids, one per line
+    # or (recommended): a clean held-out pool V is sampled from, never the ranked pool with its
+    # wrong answers (a synthetic pool directory with ground_truth.parquet, or Parquet shards)
+    ost_target_pool: str | None = None
     ost_params: tuple[str, ...] = ("lm_head",)  # parameter-name prefixes the step moves
     model_batch_size: int = 16  # rows per model-descriptor batch
     actors: tuple[int, ...] = (1, 2)  # (min, max) actors per model step
@@ -105,7 +124,20 @@ class Recipe:
     dedup: DedupSection = field(default_factory=DedupSection)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     subsets: tuple[dict[str, Any], ...] = ()  # each: `mmcurate select` options (name, method..)
+    subset_defaults: dict[str, Any] = field(default_factory=dict)  # merged under each subset
     train: tuple[dict[str, Any], ...] = ()  # each: `mmcurate train` options (subset, algo, ...)
+    train_defaults: dict[str, Any] = field(default_factory=dict)  # merged under each train item
+
+
+def merge_defaults(defaults: dict, item: dict) -> dict:
+    """`item` over `defaults`: nested mappings merged key by key, anything else the item's."""
+    merged = dict(defaults)
+    for key, value in item.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_defaults(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def select_config(recipe: Recipe, spec: dict, where: str = "subsets"):
@@ -126,7 +158,10 @@ def train_config(recipe: Recipe, spec: dict, where: str = "train"):
 
 def load_recipe(path: str) -> Recipe:
     """Read and validate a recipe; relative paths are taken relative to the recipe's folder."""
-    recipe = build_config(Recipe, load_yaml(path), f"{path}:")
+    data = load_yaml(path)
+    if isinstance(data.get("proxy"), dict):  # base "" (a tiny model) unless the recipe says
+        data["proxy"] = {"base": "", **data["proxy"]}
+    recipe = build_config(Recipe, data, f"{path}:")
     base = os.path.dirname(os.path.abspath(path))
 
     def absolute(value):
@@ -141,11 +176,20 @@ def load_recipe(path: str) -> Recipe:
         run=absolute(recipe.run),
         media_root=absolute(recipe.media_root),
         proxy=proxy,
+        # the defaults are merged in here; the resolved recipe states each item in full
+        subsets=tuple(merge_defaults(recipe.subset_defaults, s) for s in recipe.subsets),
+        subset_defaults={},
+        train=tuple(merge_defaults(recipe.train_defaults, t) for t in recipe.train),
+        train_defaults={},
     )
     if recipe.score.generation_backend not in ("hf", "vllm"):
         raise ConfigError(
             f"{path}: score.generation_backend: {recipe.score.generation_backend!r} is not "
             "'hf' or 'vllm'"
+        )
+    if recipe.score.styles not in (True, False, "rules", "prompted", "none"):
+        raise ConfigError(
+            f"{path}: score.styles: {recipe.score.styles!r} is not rules, prompted or none"
         )
     for where, specs, build in (
         ("subsets", recipe.subsets, select_config),

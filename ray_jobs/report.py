@@ -1,10 +1,14 @@
 """`mmcurate report`: one self-contained `RUN/report.html` with the run's figures.
 
-Sections: pool composition and quarantine counts, descriptor distributions (per category),
-duplicate clusters found, each subset's composition against the pool, training curves
-(accuracy against samples seen, with the full-data reference) and a table of final figures.
-Plots are matplotlib PNGs inlined as base64, so the page needs no network and no files
-beside it. A section whose stage has not run says so instead of failing.
+Sections: the funnel from input rows to each subset, pool composition and quarantine counts,
+descriptor distributions (per category), duplicate clusters found, galleries of real rows
+(`ray_jobs/report_gallery.py`: duplicate clusters side by side, each descriptor's highest and
+lowest rows, OST's most harmful rows, quarantined rows whose media still decode), each
+subset's composition against the pool, training curves (accuracy against samples seen, with
+the full-data reference) and a table of final figures. Plots are matplotlib PNGs (laid out
+with constrained layout, so titles never overlap) and thumbnails JPEGs, inlined as base64: the
+page needs no network and no files beside it, and a static image is all a reviewer's browser,
+an e-mail or a CI artifact needs. A section whose stage has not run says so.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from operators import storage
-from ray_jobs.rundir import stage_line
+from ray_jobs import report_gallery as gallery
+from ray_jobs.rundir import is_complete, read_counts, stage_line
 
 __all__ = ["build_report", "main"]
 
@@ -31,13 +36,24 @@ DESCRIPTORS = (
     "loss",
     "vds",
     "ppl",
-    "temporal",
+    "temporal_loss_gap",
+    "temporal_prompted",
     "stability",
     "pism_lambda",
     "cmab_ratio",
     "ost_utility",
     "cluster_dist",
 )
+
+
+# The papers' cut-offs drawn on the histograms (dotted), as the selection code applies them:
+# PISM lambda* levels and CMAB ratio bands (selection/baselines.py pism_levels / cmab_levels),
+# GDO's Static / Mixed / Temporal strata of `temporal` (selection/gdo_strata.py).
+CUTOFFS = {
+    "pism_lambda": ((0.0, 0.4, 0.7), "PISM: unsolved | hard | medium | easy"),
+    "cmab_ratio": ((0.1, 0.4, 1.6, 1.9), "CMAB: easy | medium | hard | medium | easy"),
+    "temporal": ((0.25, 0.75), "GDO strata: Static | Mixed | Temporal"),
+}
 
 
 def _figure_html(fig, title: str) -> str:
@@ -91,7 +107,7 @@ def _pool_section(run: str) -> str:
     if pool is None:
         return "<p>The pool has not been ingested.</p>"
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
     for ax, column in zip(axes, ("media_type", "category", "source"), strict=True):
         counts = pool.column(column).fill_null("(none)").value_counts().to_pylist()
         ax.bar([c["values"] for c in counts], [c["counts"] for c in counts], color="#4c72b0")
@@ -127,7 +143,9 @@ def _descriptor_section(run: str) -> str:
     plt = _plt()
     cols = 3
     rows = (len(present) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(12, 3 * rows), squeeze=False, layout="constrained"
+    )
     groups = scored.column("category").fill_null("(none)").to_numpy(zero_copy_only=False)
     for ax, name in zip(axes.flat, present, strict=False):
         values = scored.column(name).to_numpy(zero_copy_only=False).astype(float)
@@ -136,6 +154,11 @@ def _descriptor_section(run: str) -> str:
             if len(chosen):
                 ax.hist(chosen, bins=30, alpha=0.5, label=str(group))
         ax.set_title(name)
+        if name in CUTOFFS:
+            cuts, bands = CUTOFFS[name]
+            for cut in cuts:
+                ax.axvline(cut, color="black", linestyle=":", linewidth=1)
+            ax.set_title(f"{name}\n{bands}", fontsize=9)
     for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
@@ -149,7 +172,7 @@ def _dedup_section(run: str) -> str:
     sizes = dedup.column("dup_cluster").value_counts().field("counts").to_numpy()
     removed = dedup.num_rows - int(pc.sum(dedup.column("dup_keep")).as_py() or 0)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
     multi = sizes[sizes > 1]
     ax.hist(multi if len(multi) else [1], bins=range(2, int(max(multi, default=2)) + 2))
     ax.set_xlabel("rows per duplicate cluster (clusters of 2+)")
@@ -199,6 +222,63 @@ def _subset_section(run: str, pool_categories: dict) -> str:
     return _table_html(["subset", "method", "preset", "rows", "order", "category shares"], rows)
 
 
+def _funnel_section(run: str) -> str:
+    """Rows at each step: input, ingested, scored, unique after dedup, then each subset."""
+    steps = []
+    for label, stage, key in (
+        ("input rows", "pool", "input"),
+        ("ingested", "pool", "kept"),
+        ("scored", "scored", "kept"),
+        ("unique after dedup", "dedup", "kept"),
+    ):
+        folder = storage.join(run, stage)
+        if is_complete(folder) and key in read_counts(folder):
+            steps.append((label, read_counts(folder)[key]))
+    root = storage.join(run, "subsets")
+    for name in storage.listdir(root) if storage.isdir(root) else []:
+        manifest = storage.join(root, name, "manifest.json")
+        if storage.exists(manifest):
+            rows = json.loads(storage.read_text(manifest)).get("selected", {}).get("rows")
+            steps.append((f"subset {name}", rows or 0))
+    if not steps:
+        return "<p>Nothing has run yet.</p>"
+    top = max(v for _, v in steps) or 1
+    bars = "".join(
+        f'<div class="step"><span class="label">{html.escape(label)}</span>'
+        f'<span class="bar" style="width:{60 * value / top:.1f}%"></span>'
+        f"<span>{value}</span></div>"
+        for label, value in steps
+    )
+    return f'<div class="funnel">{bars}</div>'
+
+
+def _gallery_section(run: str) -> str:
+    """Pictures of real rows: duplicates, descriptor extremes, OST's harmful, quarantine."""
+    stage = "scored" if storage.isdir(storage.join(run, "scored")) else "pool"
+    rows = _read(run, stage, [*gallery.CARD_COLUMNS, *DESCRIPTORS])
+    if rows is None:
+        return "<p>The pool has not been ingested.</p>"
+    parts = []
+    dedup = _read(run, "dedup", ["id", "dup_cluster", "dup_keep", "dup_reason"])
+    if dedup is not None:
+        clusters = gallery.duplicate_gallery(dedup, rows)
+        parts.append(f"<h3>Duplicate clusters (sample)</h3>{clusters}")
+    for name in [d for d in DESCRIPTORS if d in rows.column_names and d != "ost_utility"]:
+        found = gallery.extremes_gallery(rows, name)
+        if found:
+            parts.append(f"<h3>{html.escape(name)}: highest and lowest</h3>{found}")
+    if "ost_utility" in rows.column_names:
+        harmful = gallery.extremes_gallery(rows, "ost_utility", count=6, lowest_only=True)
+        parts.append("<h3>OST: most harmful rows (lowest one-step utility)</h3>" + harmful)
+    qdir = storage.join(run, "quarantine")
+    for name in storage.listdir(qdir) if storage.isdir(qdir) else []:
+        table = _read(qdir, name, ["id", "reason", "error", "raw"])
+        if table is not None and table.num_rows and "raw" in table.column_names:
+            found = gallery.quarantine_gallery(run, table)
+            parts.append(f"<h3>Quarantined at {html.escape(name)}, media still decode</h3>{found}")
+    return "".join(parts)
+
+
 def _read_metrics(path: str) -> list[dict]:
     lines = storage.read_text(path).splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
@@ -211,7 +291,7 @@ def _curves_section(run: str) -> tuple[str, list]:
     if not storage.isdir(root):
         return "<p>No training run.</p>", []
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     finals = []
     for name in storage.listdir(root):
         path = storage.join(root, name, "metrics.jsonl")
@@ -283,9 +363,11 @@ def build_report(run: str) -> str:
     curves, finals = _curves_section(run)
     final_table = _final_table(finals)
     sections = [
+        ("Funnel", _funnel_section(run)),
         ("Pool", _pool_section(run)),
         ("Descriptors", _descriptor_section(run)),
         ("Duplicates", _dedup_section(run)),
+        ("Rows", _gallery_section(run)),
         ("Subsets", _subset_section(run, pool_categories)),
         ("Training", curves),
         ("Final figures", final_table),
@@ -296,9 +378,14 @@ def build_report(run: str) -> str:
     body = "".join(f"<section><h2>{title}</h2>{content}</section>" for title, content in sections)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>mmcurate report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "img{max-width:100%}</style></head><body>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
+        "table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:3px 8px}figure{margin:.5em 0}"
+        "img{max-width:100%;height:auto}"
+        ".funnel .step{display:flex;align-items:center;gap:8px;margin:2px 0}"
+        ".funnel .label{flex:0 0 11em}.funnel .bar{height:14px;background:#4c72b0}"
+        f"{gallery.CSS}</style></head><body>"
         f"<h1>mmcurate report: {html.escape(_run_name(run))}</h1>"
         f"{body}</body></html>"
     )

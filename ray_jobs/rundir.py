@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 from operators import storage
+from operators.row_errors import rows_read
 
 __all__ = [
     "ensure_ray",
@@ -33,23 +34,34 @@ def mark_complete(directory: str, counts: dict) -> None:
     storage.write_text(storage.join(directory, MARKER), text)
 
 
-def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str]) -> dict:
+def finish_sharded_stage(kept_dir: str, quarantine_dir: str, names: list[str], extra=None) -> dict:
     """Count a sharded stage's outputs from the written files (shard NAME in both folders),
-    mark both folders complete and return {input, kept, quarantined, reasons, shards}."""
-    kept = quarantined = 0
+    check each shard's kept + quarantined against the rows it read from its source (recorded
+    in the quarantine shard's metadata), mark both folders complete and return {input, kept,
+    quarantined, reasons, shards}, plus what `extra(kept_dir, names)` (optional) counts. A
+    shard whose numbers disagree fails the stage."""
+    read = kept = quarantined = 0
     reasons: Counter = Counter()
     for name in names:
-        kept += storage.parquet_file(storage.join(kept_dir, name)).metadata.num_rows
+        shard_kept = storage.parquet_file(storage.join(kept_dir, name)).metadata.num_rows
         bad = storage.read_parquet(storage.join(quarantine_dir, name), columns=["reason"])
-        quarantined += bad.num_rows
+        shard_read = rows_read(storage.read_schema(storage.join(quarantine_dir, name)))
+        if shard_read is None or shard_read != shard_kept + bad.num_rows:
+            raise RuntimeError(
+                f"{kept_dir} shard {name}: read {shard_read} rows from its source, but wrote "
+                f"{shard_kept} kept + {bad.num_rows} quarantined = {shard_kept + bad.num_rows}"
+            )
+        read, kept, quarantined = read + shard_read, kept + shard_kept, quarantined + bad.num_rows
         reasons.update(bad.column("reason").to_pylist())
     counts = {
-        "input": kept + quarantined,
+        "input": read,
         "kept": kept,
         "quarantined": quarantined,
         "reasons": dict(sorted(reasons.items())),
         "shards": len(names),
     }
+    if extra is not None:
+        counts.update(extra(kept_dir, names))
     mark_complete(quarantine_dir, counts)
     mark_complete(kept_dir, counts)
     return counts
@@ -59,8 +71,13 @@ def is_complete(directory: str) -> bool:
     return storage.exists(storage.join(directory, MARKER))
 
 
+PROVENANCE_KEYS = ("fingerprint", "stage_config")  # what `mmcurate run` adds to a marker
+
+
 def read_counts(directory: str) -> dict:
-    return json.loads(storage.read_text(storage.join(directory, MARKER)))
+    """The counts a stage's completion marker holds (without the run's fingerprint record)."""
+    marker = json.loads(storage.read_text(storage.join(directory, MARKER)))
+    return {k: v for k, v in marker.items() if k not in PROVENANCE_KEYS}
 
 
 def stage_line(stage: str, counts: dict, started: float) -> str:
@@ -80,7 +97,10 @@ def ensure_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    to_driver = os.environ.get("MMCURATE_VERBOSE", "1") == "1"  # ray_jobs/console.py: -v
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+        ray.init(log_to_driver=to_driver)
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=to_driver
+        )

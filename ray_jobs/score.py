@@ -22,15 +22,16 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
+from operators.formats.writers import write_parquet_atomic
 from operators.motion import MotionConfig, describe_media
+from operators.row_errors import with_rows_read
 from operators.schema import QUARANTINE_SCHEMA
-from operators.writers import write_parquet_atomic
 from ray_jobs.rundir import ensure_ray, finish_sharded_stage, is_complete, read_counts, stage_line
 
 __all__ = ["ScoreConfig", "ScoreStep", "main", "score", "score_steps"]
@@ -119,7 +120,15 @@ def _quarantine(bad: pa.Table) -> pa.Table:
     )
 
 
-def _write_shard(table: pa.Table, name: str, run: str) -> None:
+def _write_shard(table: pa.Table, name: str, run: str, input_rows: int) -> None:
+    """Write a shard's scored and quarantined rows; they must be exactly its input rows."""
+    if table.num_rows != input_rows or (
+        input_rows and sorted(table.column("_pos").to_pylist()) != list(range(input_rows))
+    ):
+        raise RuntimeError(
+            f"score shard {name}: read {input_rows} input rows, but the steps returned "
+            f"{table.num_rows} rows (positions not one per input row)"
+        )
     table = table.sort_by("_pos")
     failed = (
         pc.is_valid(table.column("score_error")) if "score_error" in table.column_names else None
@@ -127,6 +136,7 @@ def _write_shard(table: pa.Table, name: str, run: str) -> None:
     good = table if failed is None else table.filter(pc.invert(failed))
     bad = None if failed is None else table.filter(failed)
     quarantine = _quarantine(bad) if bad is not None else QUARANTINE_SCHEMA.empty_table()
+    quarantine = with_rows_read(quarantine, input_rows)
     write_parquet_atomic(quarantine, storage.join(run, "quarantine", STAGE, name))
     drop = [c for c in (*INTERNAL, "score_error") if c in good.column_names]
     write_parquet_atomic(good.drop_columns(drop), storage.join(run, "scored", name))
@@ -151,7 +161,8 @@ def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: Sco
             table = pa.concat_tables(tables)
         else:
             table = _empty_like(storage.read_schema(paths[shard]), steps)
-        _write_shard(table, os.path.basename(paths[shard]), config.run)
+        input_rows = storage.parquet_file(paths[shard]).metadata.num_rows
+        _write_shard(table, os.path.basename(paths[shard]), config.run, input_rows)
 
 
 def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
@@ -167,7 +178,32 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
 
 def _finish(run: str, names: list[str]) -> dict:
     scored, quarantine = storage.join(run, "scored"), storage.join(run, "quarantine", STAGE)
-    return finish_sharded_stage(scored, quarantine, names)
+    return finish_sharded_stage(scored, quarantine, names, unparsable_counts)
+
+
+def unparsable_counts(scored: str, names: list[str]) -> dict:
+    """{"unparsable": {"capabilities": {reason: replies}, "styles": {reason: rows}}}: the
+    prompted scorer's / styler's replies that gave no score or style (absent: not prompted)."""
+    caps: dict[str, int] = {}
+    styles: dict[str, int] = {}
+    seen: set[str] = set()
+    for name in names:
+        path = storage.join(scored, name)
+        present = set(storage.read_schema(path).names) & {"capability_errors", "style_error"}
+        if not present:
+            continue
+        seen |= present
+        table = storage.read_parquet(path, columns=sorted(present))
+        if "capability_errors" in present:
+            for text in table.column("capability_errors").drop_null().to_pylist():
+                for reason in json.loads(text).values():
+                    caps[reason] = caps.get(reason, 0) + 1
+        if "style_error" in present:
+            for reason in table.column("style_error").drop_null().to_pylist():
+                styles[reason] = styles.get(reason, 0) + 1
+    found = {"capabilities": caps} if "capability_errors" in seen else {}
+    found |= {"styles": styles} if "style_error" in seen else {}
+    return {"unparsable": found} if found else {}
 
 
 def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
@@ -188,26 +224,65 @@ def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
     return _finish(config.run, names)
 
 
+def _recipe_path(args) -> str | None:
+    """The recipe whose score stage to run: --recipe, else the run's resolved RUN/config.yaml
+    (written by `mmcurate run`); None with --cpu-only."""
+    if args.cpu_only:
+        if args.recipe:
+            raise SystemExit("--cpu-only and --recipe exclude each other")
+        return None
+    if args.cpu_flags_given:
+        raise SystemExit("--frames / --no-* pick CPU descriptors only: add --cpu-only")
+    path = args.recipe or storage.join(args.run, "config.yaml")
+    if not storage.exists(path):
+        raise SystemExit(
+            f"{path} not found: `mmcurate score --run RUN` computes the run's score stage from "
+            "its resolved recipe (written by `mmcurate run`); pass --recipe FILE, or --cpu-only "
+            "for motion, frame_div and media facts alone"
+        )
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmcurate score", description=__doc__)
     parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--recipe", default=None, help="recipe file (default RUN/config.yaml)")
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="only the CPU descriptors, no recipe"
+    )
     parser.add_argument("--input", default=None, help="Parquet pool shards; default RUN/pool")
-    parser.add_argument("--frames", type=int, default=MotionConfig.frames)
+    parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--no-motion", action="store_true", help="skip motion")
     parser.add_argument("--no-frame-div", action="store_true", help="skip frame_div")
     parser.add_argument("--no-media-facts", action="store_true", help="skip media facts")
-    parser.add_argument("--shards-per-group", type=int, default=ScoreConfig.shards_per_group)
+    parser.add_argument("--shards-per-group", type=int, default=None)
     args = parser.parse_args(argv)
-    cpu = MotionConfig(
-        frames=args.frames,
-        motion=not args.no_motion,
-        frame_div=not args.no_frame_div,
-        media_facts=not args.no_media_facts,
+    args.cpu_flags_given = args.frames is not None or (
+        args.no_motion or args.no_frame_div or args.no_media_facts
     )
-    config = ScoreConfig(args.run, args.input, cpu, args.shards_per_group)
+    recipe_path = _recipe_path(args)
+    steps, shards = None, args.shards_per_group or ScoreConfig.shards_per_group
+    if recipe_path is None:
+        cpu = MotionConfig(
+            frames=args.frames or MotionConfig.frames,
+            motion=not args.no_motion,
+            frame_div=not args.no_frame_div,
+            media_facts=not args.no_media_facts,
+        )
+    else:
+        from ray_jobs.recipe import load_recipe
+        from ray_jobs.stages import score_steps_for
+
+        recipe = load_recipe(recipe_path)
+        if os.path.abspath(recipe.run) != os.path.abspath(args.run):
+            recipe = replace(recipe, run=args.run)
+        cpu, steps = recipe.score.cpu, score_steps_for(recipe)
+        shards = args.shards_per_group or recipe.score.shards_per_group
+        print(f"[mmcurate] score steps of {recipe_path}: {[s.name for s in steps]}")
+    config = ScoreConfig(args.run, args.input, cpu, shards)
     print(f"[mmcurate] score config: {asdict(config)}")
     started = time.time()
-    counts = score(config)
+    counts = score(config, steps)
     print(stage_line(STAGE, counts, started))
     print(f"[mmcurate] quarantined by reason: {counts['reasons']}")
     return 0

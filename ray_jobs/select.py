@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from operators import storage
-from operators.writers import write_parquet_atomic
+from operators.formats.writers import write_parquet_atomic
 from ray_jobs.rundir import is_complete, mark_complete, read_counts, stage_line
 from selection.baselines import (
     DifficultyConfig,
@@ -63,7 +63,8 @@ READ = {
     "loss_blind",
     "vds",
     "ppl",
-    "temporal",
+    "temporal_loss_gap",
+    "temporal_prompted",
     "stability",
     "cluster",
     "cluster_dist",
@@ -76,6 +77,7 @@ READ = {
     "ost_utility",
     "dup_cluster",
     "dup_keep",
+    "model_error",
 }
 COUNT_COLUMNS = ["media_type", "category", "source"]
 
@@ -87,7 +89,7 @@ class SelectJobConfig:
     run: str  # the run directory
     method: str = "gdo"  # one of METHODS
     preset: str = "temp+"  # GDO preset (gdo, uniform): minloss, diverse, temp, temp+
-    budget: float | None = None  # count (>= 1) or pool fraction; None: the method's default
+    budget: int | float | None = None  # int >= 1: rows; float in (0, 1]: share of eligible rows
     order: str = "mixing"  # one of ORDERS
     stages: tuple[str, ...] = ("general", "chart", "ocr")  # curriculum category stages
     order_by: str | None = None  # curriculum by this column ascending ("-col": descending)
@@ -100,6 +102,7 @@ class SelectJobConfig:
     harmful: float = 0.05  # ost: fraction / count flagged harmful
     levels: tuple[str, ...] = ()  # pism / cmab: these levels instead of the SFT->GRPO plan
     keep_duplicates: bool = False  # do not drop dup_keep == false rows
+    allow_missing_descriptors: bool = False  # gdo: missing descriptors count as neutral
     force: bool = False  # rebuild even if the subset is complete
 
     @property
@@ -156,7 +159,11 @@ def _gdo_config(cfg: SelectJobConfig) -> GDOConfig:
         use_ppl="no-ppl" not in cfg.ablation,
     )
     return replace(
-        PRESETS[cfg.preset], budget=cfg.budget, score=score, drop_duplicates=not cfg.keep_duplicates
+        PRESETS[cfg.preset],
+        budget=cfg.budget,
+        score=score,
+        drop_duplicates=not cfg.keep_duplicates,
+        allow_missing_descriptors=cfg.allow_missing_descriptors,
     )
 
 
@@ -310,6 +317,14 @@ def _tuple(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
+def parse_budget(text: str) -> int | float:
+    """ "300" is a row count, "0.3" / "1.0" / "3e-1" a fraction (checked by resolve_budget)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p = argparse.ArgumentParser(
         prog="mmcurate select",
@@ -319,7 +334,12 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--run", required=True, help="run directory (reads scored/, dedup/, clusters/)")
     p.add_argument("--method", default="gdo", choices=METHODS)
     p.add_argument("--preset", default="temp+", help="GDO preset: minloss, diverse, temp, temp+")
-    p.add_argument("--budget", type=float, default=None, help="row count (>= 1) or pool fraction")
+    p.add_argument(
+        "--budget",
+        type=parse_budget,
+        default=None,
+        help="row count (an integer >= 1) or a fraction of the eligible pool in (0, 1]; 1.0 = all",
+    )
     p.add_argument("--order", default="mixing", choices=ORDERS)
     p.add_argument("--stages", default="general,chart,ocr", help="curriculum category stages")
     p.add_argument("--order-by", default=None, help="curriculum by a column ascending (-col: desc)")
@@ -331,12 +351,17 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
     p.add_argument("--multiplier", type=float, default=1.0, help="uniform: 10 gives Uni-10x")
     p.add_argument("--ablation", default="", help="gdo: comma list of no-vds, no-sc, no-ppl")
     p.add_argument("--threshold", type=float, default=0.0, help="mmssr score threshold")
-    p.add_argument("--harmful", type=float, default=0.05, help="ost: share flagged harmful")
+    p.add_argument("--harmful", type=parse_budget, default=0.05, help="ost: share or count flagged")
     p.add_argument("--levels", default="", help="pism/cmab: comma list of levels (default: plan)")
     p.add_argument("--keep-duplicates", action="store_true", help="keep dup_keep == false rows")
+    p.add_argument(
+        "--allow-missing-descriptors",
+        action="store_true",
+        help="gdo: select even when descriptor columns are missing (they count as neutral)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild a complete subset")
     a = p.parse_args(argv)
-    budget = None if a.budget is None else (int(a.budget) if a.budget >= 1 else a.budget)
+    budget = a.budget
     return SelectJobConfig(
         run=a.run,
         method=a.method,
@@ -354,6 +379,7 @@ def parse_args(argv: list[str] | None) -> SelectJobConfig:
         harmful=a.harmful,
         levels=_tuple(a.levels),
         keep_duplicates=a.keep_duplicates,
+        allow_missing_descriptors=a.allow_missing_descriptors,
         force=a.force,
     )
 

@@ -28,13 +28,19 @@ def _ingest(recipe: Recipe) -> dict:
         section.source,
         section.check_media,
         section.chunk_bytes,
+        section.input_format,
+        section.columns,
+        section.on_duplicate_id,
     )
     return ingest(config)
 
 
 def needs_proxy(recipe: Recipe) -> bool:
     """The proxy is warmed up only when a score step uses it."""
-    return bool(recipe.score.descriptors) or recipe.score.ost != "none"
+    section = recipe.score
+    prompted = "prompted" in (section.styles, section.capabilities) or section.visual_embedding
+    uses_proxy = prompted and not section.scorer_model
+    return bool(section.descriptors) or section.ost != "none" or uses_proxy
 
 
 def _proxy(recipe: Recipe) -> dict:
@@ -49,14 +55,8 @@ def _proxy(recipe: Recipe) -> dict:
 def score_steps_for(recipe: Recipe) -> list:
     """The score stage's steps: CPU descriptors, model descriptors, OST utility, embeddings,
     styles, capabilities."""
-    from operators.capabilities import (
-        EmbeddingCapabilityScorer,
-        EmbeddingScorerConfig,
-        ImportedCapabilityScores,
-    )
     from operators.embeddings import TextEmbedConfig, TextEmbedder
     from operators.model_descriptors import DescriptorConfig, ModelDescriptors
-    from operators.styles import RuleStyler
     from operators.vlm_runtime import RuntimeConfig
     from ray_jobs.score import ScoreConfig, ScoreStep, score_steps
 
@@ -100,9 +100,78 @@ def score_steps_for(recipe: Recipe) -> list:
                 fn_constructor_kwargs={"config": config},
             )
         )
-    if section.styles:
+    if section.visual_embedding:
+        steps.append(_visual_step(recipe, actors))
+    steps += _mmssr_steps(recipe, actors)
+    return steps
+
+
+def _visual_step(recipe: Recipe, actors: tuple[int, int]):
+    """The visual embedding (GDO's coverage feature) from the proxy's (or scorer's) vision path."""
+    from operators.embeddings import VisualEmbedConfig, VisualEmbedder
+
+    section = recipe.score
+    model = section.scorer_model or os.path.join(recipe.run, "proxy")
+    config = VisualEmbedConfig(model_path=model)
+    return _model_step(recipe, "visual_embedding", VisualEmbedder, config, actors)
+
+
+def _model_step(recipe: Recipe, name: str, operator: type, config, actors: tuple[int, int]):
+    """A model actor-pool step with the score section's batch size and GPUs per actor."""
+    from ray_jobs.score import ScoreStep
+
+    section = recipe.score
+    return ScoreStep(
+        name,
+        operator,
+        fn_constructor_kwargs={"config": config},
+        batch_size=section.model_batch_size,
+        actors=actors,
+        num_gpus=section.num_gpus,
+    )
+
+
+def _prompt_generator(recipe: Recipe):
+    """mmSSR's prompted scorer / styler model: the proxy VLM (or `score.scorer_model`) on the
+    HF runtime, greedy, with the sample's media."""
+    from operators.prompted_generation import PromptGenerationConfig, VLMGenerate
+    from operators.vlm_runtime import RuntimeConfig
+
+    section = recipe.score
+    model = section.scorer_model or os.path.join(recipe.run, "proxy")
+    runtime = RuntimeConfig(model=model, max_rows=section.model_batch_size)
+    return VLMGenerate(PromptGenerationConfig(runtime))
+
+
+def _mmssr_steps(recipe: Recipe, actors: tuple[int, int]) -> list:
+    """Styles and capability scores as the recipe asks (see ScoreSection)."""
+    from operators.capabilities import (
+        EmbeddingCapabilityScorer,
+        EmbeddingScorerConfig,
+        ImportedCapabilityScores,
+        PromptedCapabilityScorer,
+        PromptedScorerConfig,
+    )
+    from operators.styles import PromptedStyler, PromptedStylerConfig, RuleStyler
+    from ray_jobs.score import ScoreStep
+
+    section, steps = recipe.score, []
+    model = {"actors": actors, "num_gpus": section.num_gpus, "batch_size": section.model_batch_size}
+    styles = {True: "rules", False: "none"}.get(section.styles, section.styles)
+    if styles == "rules":
         steps.append(ScoreStep("styles", RuleStyler("styles"), batch_size=1024))
-    if section.capabilities == "embedding":
+    elif styles == "prompted":
+        config = PromptedStylerConfig(with_media=True)
+        kwargs = {"config": config, "make_generate": _prompt_generator(recipe)}
+        steps.append(ScoreStep("styles", PromptedStyler, fn_constructor_kwargs=kwargs, **model))
+    elif styles != "none":
+        raise ValueError(f"score.styles must be rules, prompted or none, not {styles!r}")
+    if section.capabilities == "prompted":
+        config = PromptedScorerConfig(with_media=True)
+        kwargs = {"config": config, "make_generate": _prompt_generator(recipe)}
+        scorer = PromptedCapabilityScorer
+        steps.append(ScoreStep("capabilities", scorer, fn_constructor_kwargs=kwargs, **model))
+    elif section.capabilities == "embedding":
         config = EmbeddingScorerConfig(model_path=section.text_model)
         steps.append(
             ScoreStep(
@@ -145,7 +214,6 @@ def _ost_step(recipe: Recipe, actors: tuple[int, int]):
     """OST utility on the warmed proxy; V is fixed from RUN/pool (held out from the warm-up)."""
     from operators.ost import OneStepUtility, OstConfig
     from operators.vlm_runtime import RuntimeConfig
-    from ray_jobs.score import ScoreStep
 
     section = recipe.score
     config = OstConfig(
@@ -156,16 +224,10 @@ def _ost_step(recipe: Recipe, actors: tuple[int, int]):
         params=section.ost_params,
         target_ids=section.ost_target_ids,
         target_size=section.ost_target_size,
+        target_pool=section.ost_target_pool,
         exclude_ids=os.path.join(recipe.run, "proxy", "train_ids.txt"),
     )
-    return ScoreStep(
-        "ost_utility",
-        OneStepUtility,
-        fn_constructor_kwargs={"config": config},
-        batch_size=section.model_batch_size,
-        actors=actors,
-        num_gpus=section.num_gpus,
-    )
+    return _model_step(recipe, "ost_utility", OneStepUtility, config, actors)
 
 
 def _score(recipe: Recipe) -> dict:
@@ -213,12 +275,14 @@ def _select(recipe: Recipe) -> dict:
 
 
 def _train(recipe: Recipe) -> dict:
+    from ray_jobs.stage_progress import train_bar
     from ray_jobs.train import train
 
     results = {}
     for spec in recipe.train:
         config = train_config(recipe, spec)
-        results[config.subset] = train(config)
+        with train_bar(config):
+            results[config.subset] = train(config)
     return {"runs": len(results), "per_run": results}
 
 

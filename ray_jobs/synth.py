@@ -13,8 +13,9 @@ import time
 
 import pyarrow as pa
 
-from operators.writers import write_parquet_atomic
+from operators.formats.writers import write_parquet_atomic
 from ray_jobs.synthetic_pool import DEFECT_RATES, generate_line
+from training.base_corpus import FIRST_LINE
 
 __all__ = ["main", "synthesize"]
 
@@ -46,7 +47,12 @@ def _generate_range(seed: int, start: int, end: int, root: str, rates: dict):
 def synthesize(
     n: int, out: str, seed: int = 0, rates: dict | None = None, parallel: bool | None = None
 ) -> dict:
-    """Write `out/pool.jsonl`, `out/media/`, `out/ground_truth.parquet`; return counts."""
+    """Write `out/pool.jsonl`, `out/media/`, `out/ground_truth.parquet`; return counts.
+
+    Pools hold lines 0 .. n-1 < FIRST_LINE: the lines from FIRST_LINE on are the base model's
+    caption corpus (training/base_corpus.py), so no pool, whatever its seed, shares one."""
+    if n > FIRST_LINE:
+        raise ValueError(f"a pool holds at most {FIRST_LINE} lines (the base corpus's are above)")
     rates = dict(DEFECT_RATES if rates is None else rates)
     os.makedirs(os.path.join(out, "media"), exist_ok=True)
     parallel = n > PARALLEL_ABOVE if parallel is None else parallel

@@ -14,8 +14,8 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from operators.formats.writers import write_parquet_atomic
 from operators.schema import MESSAGE_TYPE, ROW_SCHEMA
-from operators.writers import write_parquet_atomic
 
 __all__ = ["generate_text_rows", "write_text_pool"]
 

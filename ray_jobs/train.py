@@ -9,7 +9,9 @@ it, a rerun of a killed one resumes from its last checkpoint.
 
 Held-out rows: `--heldout POOL` names a clean pool (a synthetic pool directory with
 ground_truth.parquet: defect-free rows, 100 per category; or Parquet of our schema). Without
-it, ids in a CRC32 bucket (`heldout_fraction`, 5%) are taken out of training and evaluated on.
+it, ids in a CRC32 bucket (`heldout_fraction`, 5%) are taken out of training and evaluated on,
+after dedup and without duplicates of training rows, flagged rows or `model_error` rows; the
+split is the `heldout_split` line of `metrics.jsonl`.
 Model: `--model PATH` (any HF image-text-to-text model directory); default `DIR/models/tiny`,
 built offline on first use (the ~1M-parameter Qwen2-VL of ARCHITECTURE.md section 6).
 
@@ -89,43 +91,99 @@ def _model(config: TrainJobConfig) -> str:
     return path
 
 
-def _heldout(config: TrainJobConfig) -> pa.Table:
+def _heldout(config: TrainJobConfig) -> tuple[pa.Table, dict]:
+    """The held-out rows and where they came from (the `heldout_split` record)."""
+    from operators.schema import ROW_SCHEMA
     from training.data import heldout_rows, is_heldout, parquet_dataset, rows_dir
 
     truth = storage.join(config.heldout, "ground_truth.parquet") if config.heldout else ""
     if truth and storage.exists(truth):
-        return heldout_rows(config.heldout, config.heldout_per_category)
+        held = heldout_rows(config.heldout, config.heldout_per_category)
+        return held, {"source": f"clean held-out pool {config.heldout} (ground truth)"}
     source = config.heldout or rows_dir(config.run)
     rows = parquet_dataset(source).to_table().to_pylist()
+    info: dict = {"source": f"held-out pool {config.heldout}"}
     if not config.heldout:
         rows = [r for r in rows if is_heldout(r["id"], config.heldout_fraction)]
+        rows, info = _clean_split(config, rows)
     kept, per = [], {}
     for row in rows:
         category = row.get("category") or "none"
         if per.get(category, 0) < config.heldout_per_category:
             per[category] = per.get(category, 0) + 1
             kept.append(row)
-    from operators.schema import ROW_SCHEMA
+    return pa.Table.from_pylist(kept, schema=ROW_SCHEMA), info
 
-    return pa.Table.from_pylist(kept, schema=ROW_SCHEMA)
+
+def _ids_of(path: str) -> set[str]:
+    if not storage.exists(path):
+        return set()
+    return set(map(str, storage.read_parquet(path, columns=["id"]).column("id").to_pylist()))
+
+
+def _clean_split(config: TrainJobConfig, rows: list[dict]) -> tuple[list[dict], dict]:
+    """The hash bucket's rows, taken after dedup: less rows dedup dropped (`dup_keep` false),
+    rows in a duplicate cluster with a training row of the subset, rows a selection flagged
+    (any RUN/subsets/*/flagged.parquet: OST's harmful, wrong-answer-like rows) and rows the
+    proxy could not process (`model_error`)."""
+    from training.data import is_heldout, parquet_dataset
+
+    dedup_dir = storage.join(config.run, "dedup")
+    dedup = {}
+    shards = storage.listdir(dedup_dir) if storage.exists(dedup_dir) else []
+    if any(n.endswith(".parquet") for n in shards):
+        table = parquet_dataset(dedup_dir).to_table(columns=["id", "dup_cluster", "dup_keep"])
+        dedup = {str(r["id"]): r for r in table.to_pylist()}
+    folder = storage.join(config.run, "subsets", config.subset)
+    subset_ids = set().union(
+        *(
+            _ids_of(storage.join(folder, n))
+            for n in storage.listdir(folder)
+            if n.endswith(".parquet") and n != "flagged.parquet"
+        )
+    )
+    training = {i for i in subset_ids if not is_heldout(i, config.heldout_fraction)}
+    train_clusters = {dedup[i]["dup_cluster"] for i in training if i in dedup}
+    flagged: set[str] = set()
+    subsets_dir = storage.join(config.run, "subsets")
+    for name in storage.listdir(subsets_dir) if storage.exists(subsets_dir) else []:
+        flagged |= _ids_of(storage.join(subsets_dir, name, "flagged.parquet"))
+    excluded = {"dup_keep_false": 0, "duplicate_of_training": 0, "flagged": 0, "model_error": 0}
+    kept = []
+    for row in rows:
+        info = dedup.get(str(row["id"]), {})
+        if row.get("model_error"):
+            excluded["model_error"] += 1
+        elif info and info.get("dup_keep") is False:
+            excluded["dup_keep_false"] += 1
+        elif info and info.get("dup_cluster") in train_clusters:
+            excluded["duplicate_of_training"] += 1
+        elif str(row["id"]) in flagged:
+            excluded["flagged"] += 1
+        else:
+            kept.append(row)
+    source = f"hash split ({config.heldout_fraction} of ids) of the run's rows"
+    record = {"source": source, "after_dedup": bool(dedup), "excluded": excluded}
+    return kept, record
 
 
 def prepare(config: TrainJobConfig) -> dict:
     """Write OUT/rows.parquet (ordered training rows) and OUT/heldout.parquet; counts."""
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
     from training.data import ordered_rows
 
     fraction = 0.0 if config.heldout else config.heldout_fraction
     rows, counts = ordered_rows(config.run, config.subset, fraction)
     write_parquet_atomic(rows, storage.join(config.out, "rows.parquet"))
-    heldout = _heldout(config)
+    heldout, split = _heldout(config)
     write_parquet_atomic(heldout, storage.join(config.out, "heldout.parquet"))
     counts["heldout_rows"] = heldout.num_rows
+    counts["heldout_split"] = split | {"rows": heldout.num_rows}
     return counts
 
 
 def _write_rows(table: pa.Table, path: str) -> str:
-    from operators.writers import write_parquet_atomic
+    from operators.formats.writers import write_parquet_atomic
 
     write_parquet_atomic(table, path)
     return path
@@ -166,7 +224,7 @@ def _stage_configs(config: TrainJobConfig, model: str):
 
 def train(config: TrainJobConfig) -> dict:
     """Run the job; returns its summary (also written to OUT/summary.json)."""
-    from training.evaluate import summarize
+    from training.evaluate import append_metrics, summarize
     from training.grpo import run_grpo
     from training.hierarchical import merge_metrics
     from training.sft import run_sft
@@ -189,6 +247,8 @@ def train(config: TrainJobConfig) -> dict:
     if config.algo == "hierarchical":
         merge_metrics(config.out)
         _link_final_model(config.out)
+    record = {"event": "heldout_split", **counts["heldout_split"]}
+    append_metrics(storage.join(config.out, "metrics.jsonl"), record)
     reference = storage.join(config.run, "train", config.reference, "metrics.jsonl")
     has_reference = config.reference != config.subset and storage.exists(reference)
     summary = {

@@ -242,28 +242,53 @@ def text_codes(question: pa.Array, answer: pa.Array | AnswerText) -> np.ndarray:
 
 
 def eligible_mask(table: pa.Table, drop_duplicates: bool) -> tuple[np.ndarray, dict]:
-    """Rows a method may pick: all, less those the dedup stage marked `dup_keep == false`."""
+    """Rows a method may pick: all, less those the proxy could not process (a `model_error`:
+    too long, media error, placeholder mismatch; their descriptors are NaN, not measurements)
+    and those the dedup stage marked `dup_keep == false`. The report counts each by reason."""
     n = table.num_rows
     mask = np.ones(n, dtype=bool)
     report = {"pool_rows": n, "dup_keep_column": has_column(table, "dup_keep")}
+    if has_column(table, "model_error"):
+        errors = table.column("model_error").combine_chunks()
+        failed = pc.is_valid(errors).to_numpy(zero_copy_only=False)
+        reasons = pc.utf8_trim_whitespace(
+            pc.list_element(pc.split_pattern(errors.filter(pa.array(failed)), ":"), 0)
+        )
+        counts = pc.value_counts(reasons).to_pylist() if failed.any() else []
+        report["dropped_model_error"] = {
+            str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: c["values"])
+        }
+        mask &= ~failed
     if drop_duplicates and has_column(table, "dup_keep"):
         keep = pc.fill_null(table.column("dup_keep"), True).to_numpy(zero_copy_only=False)
+        before = int(mask.sum())
         mask &= keep.astype(bool)
-        report["dropped_dup_keep_false"] = int(n - mask.sum())
+        report["dropped_dup_keep_false"] = int(before - mask.sum())
+    report["eligible_rows"] = int(mask.sum())
     return mask, report
 
 
 def resolve_budget(budget: float | int | None, pool: int) -> int | None:
-    """A budget of >= 1 is a count; in (0, 1) it is a fraction of the pool; None means auto."""
+    """The row count a budget asks for out of `pool` eligible rows; None means auto.
+
+    An integer >= 1 is a row count (at most the pool); a float in (0, 1] is a fraction of the
+    pool, rounded down but at least one row of a non-empty pool: `1.0` is the whole pool. Any
+    other value is an error, so that `1.0` can never silently mean one row.
+    """
     if budget is None:
         return None
-    if budget <= 0:
-        raise ValueError(f"budget must be > 0, got {budget}")
-    if budget < 1:
-        return min(pool, int(pool * budget))
-    if float(budget) != int(budget):
-        raise ValueError(f"a budget >= 1 is a row count and must be whole, got {budget}")
-    return min(pool, int(budget))
+    if isinstance(budget, bool):
+        raise ValueError(f"budget must be a row count or a fraction, got {budget!r}")
+    if isinstance(budget, int | np.integer):
+        if budget < 1:
+            raise ValueError(f"a row-count budget must be >= 1, got {budget}")
+        return min(pool, int(budget))
+    budget = float(budget)
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(
+            f"a fractional budget must be in (0, 1], got {budget}; give a row count as an integer"
+        )
+    return min(pool, max(1 if pool else 0, int(pool * budget + 1e-9)))
 
 
 def _array_bytes(arr: pa.Array) -> bytes:

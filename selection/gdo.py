@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from selection.common import (
+    MissingColumnsError,
     Subset,
     answer_text,
     column_codes,
@@ -47,6 +48,8 @@ from selection.gdo_strata import (
     recommend_budget,
     stratum_codes,
 )
+from selection.gdo_temporal import LABEL_COLUMN, TemporalRule, gdo_temporal_label
+from selection.gdo_temporal import SOURCE_COLUMNS as TEMPORAL_SOURCES
 
 __all__ = [
     "GDOConfig",
@@ -70,13 +73,31 @@ GDO_COLUMNS = {
     "ppl",
     "motion",
     "frame_div",
-    "temporal",
+    "temporal_prompted",
+    "temporal_loss_gap",
     "cluster_dist",
     "stability",
     "loss",
     "loss_blind",
 }
 TEMPORAL_CODES = [TEMPORAL.index(c) for c in TEMPORAL_CATEGORIES]
+# What GDO's score reads from the score stage (stability and cluster_dist have GDO's own
+# fallbacks: the SC formula and constant coverage terms), plus one temporal source.
+REQUIRED_DESCRIPTORS = ("loss", "loss_blind", "vds", "ppl", "motion", "frame_div")
+
+
+def check_descriptors(table: pa.Table, allow_missing: bool) -> list[str]:
+    """The GDO descriptor columns the pool lacks; an error naming them unless allowed."""
+    missing = [c for c in REQUIRED_DESCRIPTORS if c not in table.column_names]
+    if not any(c in table.column_names for c in TEMPORAL_SOURCES):
+        missing.append(" or ".join(TEMPORAL_SOURCES))
+    if missing and not allow_missing:
+        raise MissingColumnsError(
+            f"GDO needs descriptor columns {missing} that the pool does not have (run the "
+            "score stage with the model descriptors, or allow the neutral fallback: "
+            "--allow-missing-descriptors)"
+        )
+    return missing
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,10 @@ class GDOConfig:
     source_floor_frac_of_expected: float = 0.35
     max_qa_per_video: int = 8
     score: GDOScoreConfig = GDOScoreConfig()
+    temporal: TemporalRule = TemporalRule()  # loss gap -> GDO's temporal label
+    # Missing descriptor columns stop the selection (MissingColumnsError naming them) unless
+    # this is on: then they count as neutral and the report lists them under `fallbacks`.
+    allow_missing_descriptors: bool = False
     budget: float | None = None  # a count (>= 1) or a pool fraction; overrides the budget rule
     drop_duplicates: bool = True  # drop rows with dup_keep == false before anything else
 
@@ -229,10 +254,16 @@ class _Pool:
 def _prepare(table: pa.Table, config: GDOConfig, scored: bool = True) -> _Pool:
     """Everything GDO derives from the eligible rows. `scored=False` (the uniform control)
     skips the selection score and keeps only what the budget rule and the takes need."""
+    missing = check_descriptors(table, config.allow_missing_descriptors) if scored else []
     mask, report = eligible_mask(table, config.drop_duplicates)
+    if missing:
+        report["fallbacks"] = missing
     rows = np.flatnonzero(mask)
     # Messages stay in `table`: taking the eligible rows of that list column costs seconds.
     sub = table.select([c for c in table.column_names if c in GDO_COLUMNS]).take(pa.array(rows))
+    label, label_counts = gdo_temporal_label(sub, config.temporal)
+    sub = sub.append_column(LABEL_COLUMN, pa.array(label))
+    report.update(temporal_label=label_counts)
     answers = answer_text(table, rows)
     q, _, q_raw = question_answer(table, rows, answers, materialize_answers=False)
     q_tok, a_tok = token_counts(q), answers.per_row(token_counts)

@@ -4,7 +4,8 @@ Two formulas from the reference code (rujiewu/GDO):
 
 * merged quality (gdo/merge_metrics.py), with robust z-scores z(x) = (x - median) / (IQR/1.349):
   quality = 0.28 sigmoid(z_vds + z_frame_div) + 0.18 SC + 0.14 exp(-|z_ppl|)
-            + 0.12 exp(-|z_motion|) + 0.12 temporal + 0.10 exp(-dist) + 0.06 (1 - exp(-dist)),
+            + 0.12 exp(-|z_motion|) + 0.12 gdo_temporal_label + 0.10 exp(-dist)
+            + 0.06 (1 - exp(-dist)),
   SC = stability, or sigmoid(0.6 z_vds - 0.2 |z_ppl|) where stability is missing.
 * selection score (gdo/build_pair.py): text heuristics (question / answer length near 14 / 16
   tokens, answer diversity, a length "difficulty" bump at 22 tokens), alignment with the pool's
@@ -21,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from selection.common import float_column, has_column
+from selection.gdo_temporal import LABEL_COLUMN
 
 __all__ = [
     "GDOScoreConfig",
@@ -85,7 +87,7 @@ def merged_quality(table: pa.Table) -> tuple[np.ndarray, dict]:
     ppl, has_ppl = _column_or(table, "ppl", 0.0)
     motion, has_motion = _column_or(table, "motion", 0.0)
     fdiv, has_fdiv = _column_or(table, "frame_div", 0.0)
-    temporal, has_temporal = _column_or(table, "temporal", 0.5)
+    temporal, has_temporal = _column_or(table, LABEL_COLUMN, 0.5)
     dist, has_dist = _column_or(table, "cluster_dist", 0.0)
     stab, has_stab = _column_or(table, "stability", np.nan)
     z = {
@@ -110,7 +112,7 @@ def merged_quality(table: pa.Table) -> tuple[np.ndarray, dict]:
             "ppl": has_ppl,
             "motion": has_motion,
             "frame_div": has_fdiv,
-            "temporal": has_temporal,
+            LABEL_COLUMN: has_temporal,
             "cluster_dist": has_dist,
             "stability": has_stab,
         },

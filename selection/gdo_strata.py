@@ -20,6 +20,7 @@ from selection.common import (
     has_column,
     string_column,
 )
+from selection.gdo_temporal import LABEL_COLUMN
 
 __all__ = [
     "FIELDS",
@@ -96,8 +97,9 @@ class PoolFields:
 def _temporal_codes(
     table: pa.Table, is_video: np.ndarray, q_raw: pa.Array
 ) -> tuple[np.ndarray, str]:
-    """0 Static / 1 Mixed / 2 Temporal. From the `temporal` descriptor (0 / 0.5 / 1) where
-    present, else GDO's keyword pattern on the question (Temporal if it matches, else Mixed).
+    """0 Static / 1 Mixed / 2 Temporal. From GDO's label `gdo_temporal_label` (0 / 0.5 / 1,
+    selection/gdo_temporal.py: >= 0.75 Temporal, <= 0.25 Static, else Mixed) where it has a
+    value, else GDO's keyword pattern on the question (Temporal if it matches, else Mixed).
     Non-video rows are Static."""
 
     def keyword(values: pa.Array) -> np.ndarray:
@@ -105,11 +107,15 @@ def _temporal_codes(
 
     code = np.where(keyword(q_raw), 2, 1)
     source = "keyword"
-    if has_column(table, "temporal"):
-        t = float_column(table, "temporal")
+    if has_column(table, LABEL_COLUMN):
+        t = float_column(table, LABEL_COLUMN)
         from_col = np.where(t >= 0.75, 2, np.where(t <= 0.25, 0, 1))
         code = np.where(np.isfinite(t), from_col, code)
-        source = "temporal column (keyword where null)"
+        labelled = np.isfinite(t[is_video])
+        if labelled.all():
+            source = LABEL_COLUMN
+        elif labelled.any():
+            source = f"{LABEL_COLUMN} (keyword where null)"
     return np.where(is_video, code, 0), source
 
 

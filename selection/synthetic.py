@@ -2,9 +2,13 @@
 
 It has every column the selection methods read (ARCHITECTURE.md section 2 and 4) with the
 shapes real descriptors have: images and videos from a dozen sources, several QAs per video,
-heavy-tailed losses with vds = loss_blind - loss, 0/0.5/1 temporal labels, nullable stability,
+heavy-tailed losses with vds = loss_blind - loss, a temporal loss gap as the score stage writes it
+(nats, centred near 0, larger for questions about change; `temporal_prompted` null unless
+asked for, as with `prompted_temporal` off), nullable stability,
 k-means clusters, PISM / CMAB difficulty, 14 mmSSR capability scores and styles, one-step
-utilities, and a few exact duplicates. Everything is vectorized so 10M rows build in seconds.
+utilities, a few exact duplicates, and a few rows the proxy could not process (`model_error`
+with the score stage's reasons, model descriptors NaN). Everything is vectorized so 10M rows
+build in seconds.
 """
 
 from __future__ import annotations
@@ -87,7 +91,68 @@ def _styles(rng: np.random.Generator, n: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
-def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
+def _temporal_columns(
+    rng: np.random.Generator, is_video: np.ndarray, about_change: np.ndarray, prompted: bool
+) -> dict:
+    """`temporal_loss_gap` (0 for images / text; videos: noise of sd 0.04 nats around 0, or
+    around +0.05 for questions about change, so that both signs and every GDO label occur) and
+    `temporal_prompted` (GDO's 1 / 0 / 0.5 reply for videos, 0 otherwise; all null unless
+    `prompted`)."""
+    n = len(is_video)
+    gap = np.where(is_video, rng.normal(np.where(about_change, 0.05, 0.0), 0.04, n), 0.0)
+    reply = np.where(
+        about_change,
+        rng.choice([1.0, 0.5, 0.0], n, p=[0.7, 0.1, 0.2]),
+        rng.choice([1.0, 0.5, 0.0], n, p=[0.2, 0.1, 0.7]),
+    )
+    prompted_col = np.where(is_video, reply, 0.0)
+    return {
+        "temporal_loss_gap": gap,
+        "temporal_prompted": pa.array(prompted_col, mask=np.full(n, not prompted)),
+    }
+
+
+MODEL_ERRORS = (
+    "too_long: 9214 tokens > max_length 8192",
+    "media_error: cannot decode video",
+    "placeholder_mismatch: 2 <image> placeholders for 1 image",
+)
+MODEL_COLUMNS = (
+    "loss",
+    "loss_blind",
+    "vds",
+    "ppl",
+    "temporal_loss_gap",
+    "stability",
+    "pism_lambda",
+    "pism_label",
+    "cmab_ratio",
+    "cmab_label",
+)
+
+
+def _with_model_errors(table: pa.Table, rng: np.random.Generator, rate: float) -> pa.Table:
+    """`model_error` on a `rate` share of rows, their model descriptors null, as the score
+    stage writes them (operators/model_descriptors.py)."""
+    n = table.num_rows
+    failed = rng.random(n) < rate
+    reason = pc.take(pa.array(MODEL_ERRORS), pa.array(rng.integers(0, len(MODEL_ERRORS), n)))
+    for name in MODEL_COLUMNS:
+        i = table.column_names.index(name)
+        col = table.column(name).combine_chunks()
+        table = table.set_column(i, name, pc.if_else(pa.array(failed), pa.nulls(n, col.type), col))
+    return table.append_column(
+        "model_error", pc.if_else(pa.array(failed), reason, pa.nulls(n, pa.string()))
+    )
+
+
+def descriptor_table(
+    n: int,
+    seed: int = 0,
+    dup_rate: float = 0.03,
+    prompted_temporal: bool = False,
+    error_rate: float = 0.01,
+) -> pa.Table:
     """N pool rows with every descriptor column; deterministic in (n, seed)."""
     rng = np.random.default_rng(seed)
     src = rng.choice(len(SOURCES), size=n, p=SOURCE_P)
@@ -106,7 +171,8 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
     loss = rng.gamma(2.0, 0.6, n)
     loss_blind = loss + rng.normal(0.3, 0.5, n) * np.where(media == 2, 0.05, 1.0)
     motion = np.where(is_video, rng.gamma(2.0, 1.5, n), 0.0)
-    temporal = np.where(is_video, rng.choice([0.0, 0.5, 1.0], size=n, p=[0.3, 0.2, 0.5]), 0.0)
+    category = np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))
+    temporal = _temporal_columns(rng, is_video, category == 3, prompted_temporal)
     stability = rng.beta(4, 2, n)
     pism_lambda = rng.choice(np.round(np.arange(0, 1.01, 0.1), 1), size=n)
     cmab_ratio = rng.gamma(2.0, 0.5, n)
@@ -122,7 +188,7 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
         "messages": _messages(question, answer, media),
         "category": pc.take(
             pa.array(CATEGORIES),
-            pa.array(np.where(is_video, rng.choice([3, 4], n), rng.choice(3, n))),
+            pa.array(category),
         ),
         "answer": answer,
         "motion": motion,
@@ -133,7 +199,7 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
         "loss_blind": loss_blind,
         "vds": loss_blind - loss,
         "ppl": np.exp(np.clip(loss, -30, 30)),
-        "temporal": temporal,
+        **temporal,
         "stability": pa.array(stability, mask=rng.random(n) < 0.1),
         "cluster": rng.integers(0, 64, n),
         "cluster_dist": rng.gamma(2.0, 0.4, n),
@@ -151,6 +217,6 @@ def descriptor_table(n: int, seed: int = 0, dup_rate: float = 0.03) -> pa.Table:
 
     cols["pism_label"] = pa.array(pism_levels(pism_lambda).tolist(), pa.string())
     cols["cmab_label"] = pa.array(cmab_levels(cmab_ratio).tolist(), pa.string())
-    table = pa.table(cols)
+    table = _with_model_errors(pa.table(cols), rng, error_rate)
     sizes = np.bincount(table.column("cluster").to_numpy(), minlength=64)
     return table.append_column("cluster_size", pa.array(sizes[table.column("cluster").to_numpy()]))

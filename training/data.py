@@ -161,8 +161,8 @@ def heldout_rows(pool: str, per_category: int = 100, category_from_truth: bool =
     file order; the category column is replaced by the ground-truth category (which tells
     temporal from static video) when `category_from_truth`.
     """
-    from operators.readers import iter_chunk_tables
-    from operators.records import RecordOptions
+    from operators.formats.readers import iter_chunk_tables
+    from operators.formats.records import RecordOptions
 
     truth = storage.read_parquet(storage.join(pool, "ground_truth.parquet"))
     clean = {

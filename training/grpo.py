@@ -273,6 +273,22 @@ def _on_resume(config: GrpoConfig, resume: str | None, world: int) -> None:
         print(f"[mmcurate] grpo resumed from the checkpoint of step {step}", flush=True)
 
 
+# Architectures whose processor outputs TRL's GRPOTrainer cannot hand to the model.
+GRPO_UNSUPPORTED = {
+    "llava_onevision": "TRL's GRPOTrainer drops LLaVA-OneVision's `batch_num_images`, which "
+    "the model needs to tell multi-image rows (video frames) from single images",
+}
+
+
+def check_grpo_support(model_dir: str) -> None:
+    """Refuse, with the reason, an architecture GRPO cannot train correctly."""
+    from transformers import AutoConfig
+
+    kind = AutoConfig.from_pretrained(model_dir, local_files_only=True).model_type
+    if kind in GRPO_UNSUPPORTED:
+        raise ValueError(f"GRPO does not support {kind}: {GRPO_UNSUPPORTED[kind]}")
+
+
 def train_loop_per_worker(config: dict) -> dict:
     """GRPO on one worker (inside `TorchTrainer.fit()`), or in one process when called
     directly. Returns the final train metrics."""
@@ -285,6 +301,7 @@ def train_loop_per_worker(config: dict) -> dict:
     in_ray, world = _ray_context()
     use_cpu = not torch.cuda.is_available()
     model_dir = storage.local_copy(cfg.model)
+    check_grpo_support(model_dir)
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor's
     # batch, which must then be left-padded too (else Qwen2-VL's rope index misaligns).

@@ -48,6 +48,8 @@ from training.session import current_session, fit_torch_trainer
 
 __all__ = ["SftConfig", "per_sample_nll", "run_sft", "train_loop_per_worker"]
 
+# The decoder's module name: `language_model` in most VLMs, `text_model` in Idefics3 / SmolVLM.
+LANGUAGE_MODEL = "(language_model|text_model)"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -131,7 +133,7 @@ def apply_lora(model, config: SftConfig):
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
-        target_modules=rf".*language_model.*\.({'|'.join(targets)})$",
+        target_modules=rf".*{LANGUAGE_MODEL}.*\.({'|'.join(targets)})$",
         lora_dropout=0.0,
     )
     return get_peft_model(model, lora)

@@ -133,8 +133,13 @@ class TinyConfig:
         return self.hidden_size // self.num_heads
 
 
-def train_bpe_tokenizer(texts: list[str], vocab_size: int, special_tokens=QWEN_SPECIAL_TOKENS):
-    """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts`, special tokens first."""
+def train_bpe_tokenizer(
+    texts: list[str], vocab_size: int, special_tokens=QWEN_SPECIAL_TOKENS, named=None
+):
+    """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts`, special tokens first.
+
+    named: attribute -> special token (e.g. {"boi_token": "<start_of_image>"}), which some
+    processors read from the tokenizer (`tokenizer.boi_token`, `tokenizer.boi_token_id`)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -153,6 +158,7 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int, special_tokens=QWEN_S
         eos_token=special_tokens[2] if len(special_tokens) > 2 else None,
         pad_token=special_tokens[0],
         model_max_length=4096,
+        extra_special_tokens=dict(named or {}),
     )
 
 

@@ -22,8 +22,8 @@ from operators.capabilities import (
     load_capability_scores,
     parse_score,
 )
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 
 torch.set_num_threads(1)
 

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.model_descriptors import (
     FLOAT_COLUMNS,
     DescriptorConfig,
@@ -16,8 +18,6 @@ from operators.model_descriptors import (
     prompted_temporal_value,
 )
 from operators.pism import PismConfig
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import decode_media, encode_row, frame_order
 from operators.vlm_runtime import RuntimeConfig
@@ -96,9 +96,9 @@ def test_descriptor_values_and_bad_rows(model_path, rows):
             order = frame_order(len(media[0]), row["id"], "shuffled")
             shuffled = encode_row(runtime.processor, row, [media[0][order]], inputs)
             expected = runtime.nll([shuffled])[0][0] - alone[0]
-            assert out["temporal"][i] == pytest.approx(expected, abs=1e-4)
+            assert out["temporal_loss_gap"][i] == pytest.approx(expected, abs=1e-4)
         else:
-            assert out["temporal"][i] == 0.0
+            assert out["temporal_loss_gap"][i] == 0.0
         assert 0.0 <= out["stability"][i] <= 1.0
         assert out["pism_label"][i] in ("easy", "medium", "hard", "unsolved")
         assert out["pism_label"][i] == (
@@ -106,7 +106,7 @@ def test_descriptor_values_and_bad_rows(model_path, rows):
         )
         assert out["cmab_label"][i] in ("easy", "medium", "hard")
     text = [r["id"] for r in rows].index("text-1")
-    assert out["vds"][text] == 0.0 and out["temporal"][text] == 0.0
+    assert out["vds"][text] == 0.0 and out["temporal_loss_gap"][text] == 0.0
 
 
 def test_arrow_batches_keep_schema_and_write_nulls(model_path, rows):
@@ -121,7 +121,7 @@ def test_arrow_batches_keep_schema_and_write_nulls(model_path, rows):
 def test_switched_off_groups_stay_nan(model_path, rows):
     out = ModelDescriptors(_config(model_path, descriptors=("loss",)))(_batch(rows[:3]))
     assert np.isfinite(out["loss"]).all()
-    for name in ("temporal", "stability", "pism_lambda", "cmab_ratio"):
+    for name in ("temporal_loss_gap", "stability", "pism_lambda", "cmab_ratio"):
         assert np.isnan(out[name]).all()
 
 
@@ -151,6 +151,35 @@ def test_actor_pool_stage_over_pool(ray_session, small_pool, model_path, tmp_pat
     assert all(
         label in ("easy", "medium", "hard") for label in result.column("cmab_label").to_pylist()
     )
-    temporal = np.array(result.column("temporal").to_pylist())
+    temporal = np.array(result.column("temporal_loss_gap").to_pylist())
     video = np.array(result.column("media_type").to_pylist()) == "video"
     assert (temporal[~video] == 0).all() and (temporal[video] != 0).any()
+
+
+def _stability(model_path, rows, seed=0) -> dict:
+    config = DescriptorConfig(
+        RuntimeConfig(model_path),
+        descriptors=("stability",),
+        stability_samples=4,
+        stability_tokens=12,
+        stability_temperature=0.1,
+        stability_top_p=1.0,
+        seed=seed,
+    )
+    out = ModelDescriptors(config)(pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+    return dict(zip(out.column("id").to_pylist(), out.column("stability").to_pylist(), strict=True))
+
+
+def test_stability_is_seeded_per_row_not_per_batch_or_actor(model_path, rows):
+    """Per-row seeds (seed, row id, sample index): the same value in any batch order or
+    composition, on a fresh actor; another seed gives other values."""
+    rows = rows[:4] + rows[6:8]  # images and videos
+    whole = _stability(model_path, rows)
+    assert len(set(whole.values())) > 1  # the samples are random enough to tell rows apart
+    reversed_order = _stability(model_path, rows[::-1])
+    halves = {**_stability(model_path, rows[3:]), **_stability(model_path, rows[:3])}
+    alone = _stability(model_path, rows[2:3])
+    assert reversed_order == whole and halves == whole
+    assert alone == {rows[2]["id"]: whole[rows[2]["id"]]}
+    other_seed = _stability(model_path, rows, seed=7)
+    assert not np.allclose(list(other_seed.values()), list(whole.values()))

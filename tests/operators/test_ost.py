@@ -10,14 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.ost import (
     OneStepUtility,
     OstConfig,
     SparseSignProjection,
     stratified_target,
 )
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import collate, decode_media, encode_row
 from operators.vlm_runtime import RuntimeConfig
@@ -199,3 +199,36 @@ def test_score_stage_gets_an_ost_step(tmp_path):
     assert config.form == "exact" and config.pool == str(tmp_path / "pool")
     assert config.exclude_ids == str(tmp_path / "proxy" / "train_ids.txt")
     assert step("first_order").fn is OneStepUtility
+
+
+def test_target_set_from_a_clean_held_out_pool(small_pool, tmp_path):
+    """V comes from the clean held-out pool (defect-free rows by its ground truth), not from
+    the ranked pool, and the config says where it came from."""
+    from operators.ost import OstConfig, target_rows, target_source
+
+    truth = pq.read_table(small_pool / "ground_truth.parquet").to_pylist()
+    defect = {t["id"]: t["defect"] for t in truth}
+    assert sum(d != "none" for d in defect.values()) > 10  # wrong answers etc. are inside
+    config = OstConfig(
+        RuntimeConfig("unused"),
+        pool=str(tmp_path / "ranked"),  # never read: V does not come from the ranked pool
+        target_pool=str(small_pool),
+        target_size=40,
+    )
+    rows = target_rows(config)
+    assert len(rows) == 40 == len({r["id"] for r in rows})
+    assert all(defect[r["id"]] == "none" for r in rows)
+    assert "clean held-out pool" in target_source(config)
+    assert rows == target_rows(config)  # fixed before the stage, the same on every actor
+
+
+def test_recipe_names_the_clean_target_pool(tmp_path):
+    from ray_jobs.recipe import Recipe, ScoreSection
+    from ray_jobs.stages import score_steps_for
+
+    score = ScoreSection(
+        text_embedding=False, capabilities="none", descriptors=(), ost_target_pool="/held"
+    )
+    recipe = Recipe("r", "in.jsonl", str(tmp_path), score=score)
+    steps = {s.name: s for s in score_steps_for(recipe)}
+    assert steps["ost_utility"].fn_constructor_kwargs["config"].target_pool == "/held"

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.styles import (
     ANSWER_FORMATS,
     POOL_STYLE_TO_MMSSR,

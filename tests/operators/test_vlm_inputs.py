@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions, RowError
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions, RowError
 from operators.vlm_inputs import (
     IGNORE_INDEX,
     InputsConfig,

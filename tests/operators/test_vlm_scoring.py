@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from operators.readers import iter_chunk_tables
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables
+from operators.formats.records import RecordOptions
 from operators.vlm_inputs import RowEncoding, collate, decode_media, encode_row
 from operators.vlm_runtime import RuntimeConfig, VLMRuntime, micro_batches
 from operators.vlm_scoring import answer_nll, attention_mass_ratios, word_jaccard

@@ -4,10 +4,12 @@ score -> dedup -> cluster -> select -> report with `input`, `media_root` and `ru
 URIs; every output in the bucket must equal a local run's on the same pool.
 
 moto[server] pins python-dateutil < 3, which the project's environment does not allow, so the
-server runs from its own virtual environment (docs/storage.md):
-`python -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]==5.2.5'`. The test
-finds it through MMCURATE_MOTO_SERVER, `.venv-moto/bin/moto_server` or PATH, and skips
-without it unless MMCURATE_REQUIRE_S3 is set.
+server runs from its own virtual environment, made by the README's set-up command
+(`bash scripts/setup.sh`, at the version pinned in pyproject.toml's `s3test` extra). The test
+looks at MMCURATE_MOTO_SERVER, `.venv-moto/bin/moto_server` and PATH, in that order, and uses
+the first server of the pinned version; another version (moto 5.2.1's multipart upload fails
+with INTERNAL_FAILURE) or none is a skip naming the set-up step, or a failure when
+MMCURATE_REQUIRE_S3 is set.
 """
 
 import json
@@ -15,7 +17,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import tomllib
 import urllib.request
 
 import pyarrow as pa
@@ -44,13 +48,58 @@ RATES = {  # more bad rows than the default pool, so quarantine is exercised rem
 STAGES = ["ingest", "score", "dedup", "cluster", "select", "report"]
 
 
-def _moto_server() -> str | None:
+def pinned_moto_version() -> str:
+    """The moto version of pyproject.toml's `s3test` extra (`moto[server]==X`)."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        extras = tomllib.load(handle)["project"]["optional-dependencies"]
+    pin = next(req for req in extras["s3test"] if req.startswith("moto"))
+    return pin.split("==", 1)[1]
+
+
+def _server_interpreter(server: str) -> str:
+    """The Python that runs a `moto_server` script: its shebang's, else the `python` beside it
+    (a pyenv shim is a shell script whose neighbour `python` is the same environment's)."""
+    with open(server, "rb") as handle:
+        first = handle.readline().decode("utf-8", "replace").strip()
+    if first.startswith("#!") and "python" in os.path.basename(first[2:].split()[0]):
+        return first[2:].split()[0]
+    return os.path.join(os.path.dirname(server), "python")
+
+
+def moto_version(server: str) -> str | None:
+    """The moto version installed beside `server`, or None when it cannot be told."""
+    try:
+        result = subprocess.run(
+            [
+                _server_interpreter(server),
+                "-c",
+                "import importlib.metadata as m; print(m.version('moto'))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def find_moto_server() -> tuple[str | None, list[str]]:
+    """The first candidate server of the pinned version, and what was said of the others."""
     candidates = [
         os.environ.get("MMCURATE_MOTO_SERVER"),
         os.path.join(ROOT, ".venv-moto", "bin", "moto_server"),
         shutil.which("moto_server"),
     ]
-    return next((c for c in candidates if c and os.path.exists(c)), None)
+    pinned, rejected = pinned_moto_version(), []
+    for server in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
+        version = moto_version(server)
+        if version == pinned:
+            return server, rejected
+        rejected.append(f"{server} is moto {version or 'of unknown version'}, not {pinned}")
+    return None, rejected
 
 
 def _free_port() -> int:
@@ -76,11 +125,17 @@ def _wait_until_up(url: str, process, seconds: float = 30.0) -> None:
 def s3(ray_session):
     """A moto S3 server, its endpoint in this process's environment and in the Ray workers'
     (Ray is restarted with the variables in `runtime_env`, as a cluster job would set them)."""
-    server = _moto_server()
+    server, rejected = find_moto_server()
     if server is None:
+        found = "; ".join(rejected) or "none in MMCURATE_MOTO_SERVER, .venv-moto or on PATH"
+        message = (
+            f"no moto_server {pinned_moto_version()} ({found}): "
+            "run the README's set-up command, `bash scripts/setup.sh`"
+        )
         if os.environ.get("MMCURATE_REQUIRE_S3"):
-            pytest.fail("moto_server is required (MMCURATE_REQUIRE_S3 is set) but not found")
-        pytest.skip("moto_server not found (see docs/storage.md)")
+            pytest.fail(f"{message} (MMCURATE_REQUIRE_S3 is set)")
+        pytest.skip(message)
+    print(f"[s3] moto_server {pinned_moto_version()} from {server}", file=sys.__stderr__)
     port = _free_port()
     process = subprocess.Popen(
         [server, "-H", "127.0.0.1", "-p", str(port)],
@@ -122,6 +177,22 @@ def s3(ray_session):
         storage._filesystem_of.cache_clear()
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_moto_server_of_another_version_is_never_used(tmp_path, monkeypatch):
+    """A server whose environment lacks the pinned moto is passed over, with its reason."""
+    fake = tmp_path / "bin" / "moto_server"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nprint('not moto')\n")  # no moto in this venv
+    fake.chmod(0o755)
+    monkeypatch.setenv("MMCURATE_MOTO_SERVER", str(fake))
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    server, rejected = find_moto_server()
+    pinned = pinned_moto_version()
+    assert server != str(fake)
+    assert rejected[0] == f"{fake} is moto of unknown version, not {pinned}"
+    if server is not None:  # the set-up script's environment, when it exists
+        assert moto_version(server) == pinned
 
 
 def test_storage_calls_on_s3(s3):

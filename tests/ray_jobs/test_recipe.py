@@ -70,10 +70,13 @@ def test_plan_skips_complete_stages_and_honours_from_and_only(tmp_path):
         )
     )
     assert dict(plan(limited))["score"] == "skip (not in recipe)"
+    from ray_jobs.fingerprints import record_complete, stage_fingerprints
     from ray_jobs.rundir import mark_complete
 
-    mark_complete(str(tmp_path / "run" / "pool"), {})
-    mark_complete(str(tmp_path / "run" / "quarantine" / "ingest"), {})
+    outputs = [str(tmp_path / "run" / "pool"), str(tmp_path / "run" / "quarantine" / "ingest")]
+    for path in outputs:
+        mark_complete(path, {})
+    record_complete(outputs, *stage_fingerprints(recipe, list(recipe.stages))["ingest"])
     actions = dict(plan(recipe))
     assert actions["ingest"] == "skip (complete)" and actions["report"] == "run"
     assert dict(plan(recipe, from_stage="ingest"))["ingest"] == "rerun"

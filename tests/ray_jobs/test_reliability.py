@@ -127,7 +127,9 @@ def _bad_pool(tmp_path):
         b"\xff\xfe\xfd not utf-8 at all",
         row(5, image="media/missing.png").replace(b'"r5"', b'"x5"'),
         row(6, image="media/corrupt.png").replace(b'"r6"', b'"x6"'),
-        row(7, video="media/corrupt.mp4", image=None).replace(b'"r7"', b'"x7"'),
+        row(7, video="media/corrupt.mp4", image=None)
+        .replace(b'"r7"', b'"x7"')
+        .replace(b"<image>", b"<video>"),
         row(8, image="media/empty.png").replace(b'"r8"', b'"x8"'),
         row(9, image="media/huge.png").replace(b'"r9"', b'"x9"'),
         row(10, image="../../etc/passwd").replace(b'"r10"', b'"x10"'),

@@ -99,3 +99,40 @@ def test_rerun_resumes_per_shard(scored_run):
     for name, mtime in mtimes.items():
         if name != first:
             assert os.path.getmtime(run / "scored" / name) == mtime  # not rewritten
+
+
+@pytest.mark.slow
+def test_score_command_runs_the_runs_own_score_stage(ray_session, small_pool, tmp_path):
+    """`mmcurate score --run RUN` reads RUN/config.yaml and computes what the score stage of
+    `mmcurate run` computes (here: CPU descriptors + rule styles), not CPU descriptors only."""
+    import yaml
+
+    from ray_jobs.recipe import load_recipe
+    from ray_jobs.run import _write_resolved
+    from ray_jobs.score import main
+    from ray_jobs.stages import score_steps_for
+
+    run = tmp_path / "run"
+    ingest(IngestConfig(str(small_pool / "pool.jsonl"), str(run)))
+    with pytest.raises(SystemExit, match="--cpu-only"):
+        main(["--run", str(run)])  # no resolved recipe: no silent CPU-only scoring
+    score_section = {
+        "descriptors": [],
+        "ost": "none",
+        "text_embedding": False,
+        "capabilities": "none",
+        "styles": "rules",
+    }
+    recipe_file = tmp_path / "recipe.yaml"
+    spec = {"name": "r", "input": str(small_pool / "pool.jsonl"), "run": str(run)}
+    recipe_file.write_text(yaml.safe_dump(spec | {"score": score_section}))
+    recipe = load_recipe(str(recipe_file))
+    _write_resolved(recipe)
+    assert main(["--run", str(run)]) == 0
+    scored = pq.read_table(run / "scored")
+    stage_names = [s.name for s in score_steps_for(recipe)]
+    assert stage_names == ["cpu_descriptors", "styles"]
+    assert "styles" in scored.column_names and "frame_div" in scored.column_names
+    assert scored.column("styles").null_count == 0
+    with pytest.raises(SystemExit, match="--cpu-only"):
+        main(["--run", str(run), "--no-motion"])

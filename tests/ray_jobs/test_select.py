@@ -68,7 +68,9 @@ def test_gdo_subset_and_manifest(tmp_path, table, capsys):
     )
     assert "stage" in capsys.readouterr().out
     sub, man = read(run, "gdo-temp+")
-    eligible = int(table.column("dup_keep").to_numpy(zero_copy_only=False).sum())
+    no_error = table.column("model_error").is_null().to_numpy(zero_copy_only=False)
+    eligible = int((table.column("dup_keep").to_numpy(zero_copy_only=False) & no_error).sum())
+    assert man["report"]["eligible_rows"] == eligible < 3000
     assert sub.column_names == ["id", "position", "stage"]
     assert sub.num_rows == int(0.1 * eligible) == man["selected"]["rows"]
     assert sub.column("position").to_pylist() == list(range(sub.num_rows))

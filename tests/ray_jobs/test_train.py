@@ -112,6 +112,10 @@ def test_hierarchical_plan_end_to_end(ray_session, scored_run, micro_model):
     assert set(grpo_rows.column("pism_label").to_pylist()) <= {"medium", "hard"}
     assert sft_ids == [i for i in ids if i in set(sft_ids)]  # order kept within the stage
     records = read_metrics(str(out / "metrics.jsonl"))
+    split = [r for r in records if r["event"] == "heldout_split"]
+    assert len(split) == 1 and split[0]["source"].startswith("hash split (0.2 of ids)")
+    assert split[0]["after_dedup"] is False and split[0]["rows"] > 0  # no dedup/ in this run
+    records = [r for r in records if r["event"] != "heldout_split"]
     stages = [r["stage"] for r in records]
     assert stages == sorted(stages, key=("sft", "grpo").index) and "grpo" in stages
     seen = [r["samples_seen"] for r in records if r["event"] == "eval"]
@@ -122,3 +126,42 @@ def test_hierarchical_plan_end_to_end(ray_session, scored_run, micro_model):
     assert cli(["eval", "--run", str(run), "--subset", "plan"]) == 0
     result = json.loads((out / "eval.json").read_text())
     assert result["heldout_rows"] > 0 and result["summary"]["evaluations"] == len(seen)
+
+
+def test_hash_split_is_taken_after_dedup_without_training_duplicates_or_flagged(scored_run):
+    """Without --heldout the held-out bucket drops rows dedup dropped, rows duplicating a
+    training row of the subset and rows a selection flagged, and says so."""
+    run, ids = scored_run
+    held = [i for i in ids if is_heldout(i, 0.05)]
+    train_ids = [i for i in ids if not is_heldout(i, 0.05)]
+    assert len(held) >= 3
+    cluster = {i: k for k, i in enumerate(ids)}
+    cluster[held[0]] = cluster[train_ids[0]]  # a near-copy of a training row
+    keep = {i: i != held[1] for i in ids}  # dedup dropped this one
+    os.makedirs(run / "dedup")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ids,
+                "dup_cluster": [cluster[i] for i in ids],
+                "dup_keep": [keep[i] for i in ids],
+            }
+        ),
+        run / "dedup" / "part-00000.parquet",
+    )
+    write_subset(str(run), "all", ids)
+    os.makedirs(run / "subsets" / "ost")
+    flagged = pa.table({"id": [held[2]], "ost_utility": [-3.0]})
+    pq.write_table(flagged, run / "subsets" / "ost" / "flagged.parquet")
+    config, _ = parse(["--run", str(run), "--subset", "all"])
+    counts = prepare(config)
+    got = pq.read_table(run / "train" / "all" / "heldout.parquet").column("id").to_pylist()
+    assert got == held[3:]
+    split = counts["heldout_split"]
+    assert split["after_dedup"] is True and split["rows"] == len(held) - 3
+    assert split["excluded"] == {
+        "dup_keep_false": 1,
+        "duplicate_of_training": 1,
+        "flagged": 1,
+        "model_error": 0,
+    }

@@ -26,6 +26,12 @@ from selection.synthetic import descriptor_table
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def kept(table):
+    """Rows every method may pick: dedup kept and no model_error."""
+    keep = table.column("dup_keep").to_numpy(zero_copy_only=False)
+    return keep & table.column("model_error").is_null().to_numpy(zero_copy_only=False)
+
+
 @SETTINGS
 @given(
     n=st.integers(10, 500),
@@ -34,18 +40,19 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 )
 def test_random_meets_budget_and_is_seeded(n, seed, budget):
     table = descriptor_table(n, seed=seed)
-    eligible = int(table.column("dup_keep").to_numpy(zero_copy_only=False).sum())
+    eligible = int(kept(table).sum())
     a = random_select(table, SimpleConfig(budget=budget), seed=seed)
-    want = min(eligible, budget) if budget >= 1 else int(eligible * budget)
+    want = min(eligible, budget) if budget >= 1 else max(1, int(eligible * budget + 1e-9))
     assert len(a.rows) == want == len(np.unique(a.rows))
     assert np.array_equal(a.rows, random_select(table, SimpleConfig(budget=budget), seed=seed).rows)
 
 
 def test_full_is_every_kept_row():
     table = descriptor_table(300, seed=1)
-    keep = table.column("dup_keep").to_numpy(zero_copy_only=False)
+    keep = kept(table)
     assert full_select(table).rows.tolist() == np.flatnonzero(keep).tolist()
-    assert len(full_select(table, SimpleConfig(drop_duplicates=False)).rows) == 300
+    no_error = table.column("model_error").is_null().to_numpy(zero_copy_only=False)
+    assert len(full_select(table, SimpleConfig(drop_duplicates=False)).rows) == no_error.sum()
 
 
 @SETTINGS
@@ -117,7 +124,7 @@ def test_pism_and_cmab_thresholds():
 
 def test_difficulty_plan_counts_and_levels():
     table = descriptor_table(2000, seed=4)
-    keep = table.column("dup_keep").to_numpy(zero_copy_only=False)
+    keep = kept(table)
     lv = np.array(table.column("pism_label").to_pylist(), dtype=object)
     sub = difficulty_select(table, DifficultyConfig(signal="pism"))
     sft = sub.rows[sub.stage == "sft"]

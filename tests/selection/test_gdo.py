@@ -89,7 +89,7 @@ def test_auto_budget_scales_with_pool():
     table = descriptor_table(20_000, seed=1)
     sub = gdo_select(table, PRESETS["minloss"], seed=0)
     b = sub.report["budget"]
-    eligible = sub.report["pool_rows"] - sub.report["dropped_dup_keep_false"]
+    eligible = sub.report["eligible_rows"]
     # Reference min / max counts are for 1M rows: 12000 and 72000 scale by eligible / 1M.
     assert b["scaled_min_count"] == int(np.ceil(12000 * eligible / 1e6))
     assert b["count"] <= int(0.014 * eligible) and len(sub.rows) == b["count"]
@@ -98,9 +98,9 @@ def test_auto_budget_scales_with_pool():
 def test_gdo_prefers_visual_dependency():
     table = descriptor_table(3000, seed=5)
     sub = gdo_select(table, replace(PRESETS["temp+"], budget=300), seed=0)
-    vds = table.column("vds").to_numpy()
+    vds = table.column("vds").to_numpy(zero_copy_only=False)
     media = np.asarray(table.column("media_type").to_numpy(zero_copy_only=False))
-    video = media == "video"
+    video = (media == "video") & np.isfinite(vds)  # model_error rows are never picked
     sel = np.zeros(len(vds), bool)
     sel[sub.rows] = True
     # VDS3 carries 0.95 of a video's score: selected videos depend on the media more.
@@ -116,11 +116,27 @@ def test_gdo_prefers_visual_dependency():
 
 
 def test_missing_descriptors_degrade():
-    table = descriptor_table(500, seed=2).drop_columns(["stability", "cluster_dist", "temporal"])
-    sub = gdo_select(table, replace(PRESETS["temp"], budget=50), seed=0)
+    table = descriptor_table(500, seed=2).drop_columns(
+        ["stability", "cluster_dist", "temporal_loss_gap", "temporal_prompted"]
+    )
+    with pytest.raises(MissingColumnsError, match="temporal_prompted or temporal_loss_gap"):
+        gdo_select(table, replace(PRESETS["temp"], budget=50), seed=0)
+    config = replace(PRESETS["temp"], budget=50, allow_missing_descriptors=True)
+    sub = gdo_select(table, config, seed=0)
+    assert sub.report["fallbacks"] == ["temporal_prompted or temporal_loss_gap"]
     assert len(sub.rows) == 50
-    assert sub.report["quality"]["sc_fallback_rows"] == 500 - sub.report["dropped_dup_keep_false"]
+    assert sub.report["quality"]["sc_fallback_rows"] == sub.report["eligible_rows"]
     assert sub.report["temporal_from"] == "keyword"
+
+
+def test_gdo_stops_on_missing_descriptors_naming_them():
+    # What `mmcurate score` without the model descriptors leaves: CPU descriptors only.
+    table = descriptor_table(200, seed=2).drop_columns(["loss", "loss_blind", "vds", "ppl"])
+    with pytest.raises(MissingColumnsError) as caught:
+        gdo_select(table, replace(PRESETS["temp+"], budget=20), seed=0)
+    for name in ("loss", "loss_blind", "vds", "ppl"):
+        assert repr(name) in str(caught.value)
+    assert "motion" not in str(caught.value).split("does not have")[0]
 
 
 def test_gdo_needs_messages():

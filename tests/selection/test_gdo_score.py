@@ -47,7 +47,7 @@ def test_merged_quality_worked_rows():
             "ppl": [1.0, 2.0, 3.0, 4.0, 5.0],
             "motion": [0.0] * 5,
             "frame_div": [0.0] * 5,
-            "temporal": [1.0, 0.0, 0.5, 1.0, 0.0],
+            "gdo_temporal_label": [1.0, 0.0, 0.5, 1.0, 0.0],
             "cluster_dist": [0.0, 1.0, 0.0, 0.0, 2.0],
             "stability": pa.array([0.5, None, 0.2, 0.9, 0.4]),
         }

@@ -100,7 +100,11 @@ def test_budget_met_on_a_realistic_pool_and_deterministic():
     table = descriptor_table(5000, seed=3)
     a = mmssr_select(table, MMSSRConfig(budget=0.25), seed=1)
     b = mmssr_select(table, MMSSRConfig(budget=0.25), seed=1)
-    eligible = int(table.column("dup_keep").to_numpy(zero_copy_only=False).sum())
+    eligible = a.report["eligible_rows"]
+    no_error = table.column("model_error").is_null().to_numpy(zero_copy_only=False)
+    assert eligible == int(
+        (table.column("dup_keep").to_numpy(zero_copy_only=False) & no_error).sum()
+    )
     assert len(a.rows) == int(eligible * 0.25) and np.array_equal(a.rows, b.rows)
     assert len(np.unique(a.rows)) == len(a.rows)
     keep = table.column("dup_keep").to_numpy(zero_copy_only=False)

@@ -21,8 +21,8 @@ def micro_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pool_rows(small_pool) -> pa.Table:
     """The small pool's readable rows (ROW_SCHEMA), read in-process without Ray."""
-    from operators.readers import iter_chunk_tables
-    from operators.records import RecordOptions
+    from operators.formats.readers import iter_chunk_tables
+    from operators.formats.records import RecordOptions
 
     options = RecordOptions(media_root=str(small_pool))
     tables = [rows for rows, _ in iter_chunk_tables(str(small_pool / "pool.jsonl"), options)]

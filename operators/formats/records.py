@@ -10,14 +10,29 @@ RowError with a reason code and the offending field.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 
+from operators import storage
+from operators.formats.embedded import store_embedded
 from operators.media import MediaError, probe_media
 from operators.media_paths import MediaPathError, resolve_media_path
 
-__all__ = ["RecordOptions", "RowError", "derive_id", "normalize_llava", "normalize_schema_row"]
+__all__ = [
+    "Parsed",
+    "RecordOptions",
+    "RowError",
+    "build_row",
+    "check_placeholders",
+    "derive_id",
+    "jsonable",
+    "media_field",
+    "media_list",
+    "normalize_llava",
+    "normalize_schema_row",
+]
 
 ROLE_OF = {
     "human": "user",
@@ -28,6 +43,8 @@ ROLE_OF = {
 }
 MODELED_FIELDS = ("id", "source", "category", "answer", "video_id")
 RESERVED = "_mmcurate"
+TAGS = ("image", "video")
+EMBEDDED = "embedded:"  # prefix of a media path in the run's media store (before resolving)
 
 
 class RowError(ValueError):
@@ -45,6 +62,11 @@ class RecordOptions:
     media_root: str
     source: str = "pool"
     check_media: bool = True
+    # where embedded media (HF `struct<bytes, path>`, binary columns) are written, once each,
+    # by content hash: the run's `media/` folder; None: embedded media are malformed
+    media_store: str | None = None
+    # (the input's key or column, ours): e.g. ("img", "images"); applied before reading
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 def derive_id(source: str, origin: str, record_text: str) -> str:
@@ -75,20 +97,33 @@ def _messages(conversations) -> list[dict]:
     return messages
 
 
-def _media_list(value, field: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise RowError("malformed", "must be a path or a non-empty list of paths", field)
+def media_list(value, field: str, options: RecordOptions) -> list[str]:
+    """A path, embedded media (HF `struct<bytes, path>` or bytes) or a non-empty list of them."""
+    items = value if isinstance(value, list) else [value]
+    if not items or value is None:
+        raise RowError("malformed", "must be a path or a non-empty list of paths", field)
+    paths = []
+    for item in items:
+        if isinstance(item, str):
+            paths.append(item)
+        elif isinstance(item, (bytes, dict)):
+            paths.append(store_embedded(item, field, options))
+        else:
+            raise RowError("malformed", "must be a path or a non-empty list of paths", field)
+    return paths
 
 
 def check_media(paths: list[str], media_type: str, options: RecordOptions) -> list[str]:
-    """Resolve each path under the media root and, if asked, check that it decodes."""
+    """Resolve each path under the media root and, if asked, check that it decodes.
+
+    Embedded media written to the run's media store are ours and resolve there."""
     resolved = []
     for path in paths:
         try:
-            full = resolve_media_path(path, options.media_root)
+            if options.media_store and path.startswith(EMBEDDED):
+                full = storage.join(options.media_store, path[len(EMBEDDED) :])
+            else:
+                full = resolve_media_path(path, options.media_root)
         except MediaPathError as error:
             raise RowError("path_escape", str(error), media_type) from None
         if options.check_media:
@@ -101,32 +136,61 @@ def check_media(paths: list[str], media_type: str, options: RecordOptions) -> li
     return resolved
 
 
-def normalize_llava(record, origin: str, record_text: str, options: RecordOptions) -> dict:
-    """Map one LLaVA record to a row dict of ROW_SCHEMA (raises RowError)."""
-    if not isinstance(record, dict):
-        raise RowError("malformed", f"record is a {type(record).__name__}, not an object")
-    messages = _messages(record.get("conversations"))
-    if "image" in record and "video" in record:
-        raise RowError("malformed", "has both 'image' and 'video'", "image")
-    media_type = "image" if "image" in record else "video" if "video" in record else "text"
-    raw_media = record.get(media_type) if media_type != "text" else None
-    media = _media_list(raw_media, media_type) if media_type != "text" else []
+def check_placeholders(messages: list[dict], media_type: str, count: int) -> str | None:
+    """Validate the `<image>` / `<video>` tags against the media; returns the rule applied.
+
+    Tags of the row's media type must number 0 or exactly the media count, and no tag of the
+    other type may appear (reason `placeholder_mismatch`). With media and no tag at all, the
+    media stand before the first user turn, as scoring (`vlm_inputs`), vLLM generation and
+    training place them; the row records `"placeholders": "implicit"` in extra and an export
+    writes the record back without tags."""
+    tags = {kind: sum(m["content"].count(f"<{kind}>") for m in messages) for kind in TAGS}
+    other = sum(n for kind, n in tags.items() if kind != media_type)
+    own = tags.get(media_type, 0)
+    if other or (own and own != count):
+        raise RowError(
+            "placeholder_mismatch",
+            f"{tags['image']} <image> and {tags['video']} <video> tags for {count} "
+            f"{media_type} media",
+            "messages",
+        )
+    return "implicit" if count and not own else None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a format's reader took from a record."""
+
+    messages: list[dict]
+    media_type: str
+    raw_media: object  # the record's media value as given (None for text)
+    known: tuple[str, ...]  # the record keys consumed (the rest go to extra)
+    meta: dict = dataclasses.field(default_factory=dict)  # format facts for an exact export
+
+
+def build_row(record: dict, parsed: Parsed, origin: str, record_text: str, options) -> dict:
+    """The row of ROW_SCHEMA from a record and what its format's reader parsed."""
+    messages, media_type, raw_media = parsed.messages, parsed.media_type, parsed.raw_media
+    media = media_list(raw_media, media_type, options) if media_type != "text" else []
     for field in MODELED_FIELDS:
         value = record.get(field)
         if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
             raise RowError("malformed", f"must be a string, got {type(value).__name__}", field)
+    rule = check_placeholders(messages, media_type, len(media))
     source = str(record["source"]) if record.get("source") is not None else options.source
     given_id = record.get("id")
     row_id = str(given_id) if given_id is not None else derive_id(source, origin, record_text)
     answer = record.get("answer")
     if answer is None:
         answer = next(m["content"] for m in reversed(messages) if m["role"] == "assistant")
-    known = {"conversations", "image", "video", *MODELED_FIELDS}
+    known = {*parsed.known, *MODELED_FIELDS}
     extra = {k: v for k, v in record.items() if k not in known}
     extra[RESERVED] = {
         "given": [f for f in MODELED_FIELDS if record.get(f) is not None],
         "media_form": type(raw_media).__name__ if raw_media is not None else None,
         "id_type": type(given_id).__name__ if given_id is not None else None,
+        **({"placeholders": rule} if rule else {}),
+        **parsed.meta,
     }
     resolved = check_media(media, media_type, options) if media else []
     video_id = record.get("video_id")
@@ -139,9 +203,36 @@ def normalize_llava(record, origin: str, record_text: str, options: RecordOption
         "messages": messages,
         "category": str(record["category"]) if record.get("category") is not None else None,
         "answer": str(answer),
-        "extra": json.dumps(extra, ensure_ascii=False),
+        "extra": json.dumps(extra, ensure_ascii=False, default=jsonable),
         "origin": origin,
     }
+
+
+def jsonable(value):
+    """JSON for what json cannot write: bytes as their hash and length, anything else as text."""
+    if isinstance(value, bytes):
+        return {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
+    return str(value)
+
+
+def media_field(record: dict, names: tuple[str, str]) -> tuple[str, object]:
+    """(media_type, raw value) of a record's image or video field; both at once is malformed."""
+    image, video = (record.get(n) if record.get(n) != [] else None for n in names)
+    if image is not None and video is not None:
+        raise RowError("malformed", f"has both {names[0]!r} and {names[1]!r}", names[0])
+    if image is not None:
+        return "image", image
+    return ("video", video) if video is not None else ("text", None)
+
+
+def normalize_llava(record, origin: str, record_text: str, options: RecordOptions) -> dict:
+    """Map one LLaVA record to a row dict of ROW_SCHEMA (raises RowError)."""
+    if not isinstance(record, dict):
+        raise RowError("malformed", f"record is a {type(record).__name__}, not an object")
+    messages = _messages(record.get("conversations"))
+    media_type, raw_media = media_field(record, ("image", "video"))
+    parsed = Parsed(messages, media_type, raw_media, ("conversations", "image", "video"))
+    return build_row(record, parsed, origin, record_text, options)
 
 
 def normalize_schema_row(row: dict, origin: str, options: RecordOptions) -> dict:
@@ -157,6 +248,11 @@ def normalize_schema_row(row: dict, origin: str, options: RecordOptions) -> dict
     media = list(row.get("media") or [])
     if row["media_type"] != "text" and not media:
         raise RowError("malformed", "is empty for a media row", "media")
+    extra = row.get("extra") or "{}"
+    if check_placeholders(messages, row["media_type"], len(media)):
+        meta = json.loads(extra)
+        meta.setdefault(RESERVED, {})["placeholders"] = "implicit"
+        extra = json.dumps(meta, ensure_ascii=False)
     answer = row.get("answer")
     if answer is None:
         answer = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
@@ -165,6 +261,6 @@ def normalize_schema_row(row: dict, origin: str, options: RecordOptions) -> dict
         "media": check_media(media, row["media_type"], options) if media else [],
         "video_id": row.get("video_id") or (media[0] if media else None),
         "answer": answer,
-        "extra": row.get("extra") or "{}",
+        "extra": extra,
         "origin": row.get("origin") or origin,
     }

@@ -3,10 +3,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators.readers import iter_chunk_tables, json_array_to_jsonl, plan_chunks
-from operators.records import RecordOptions
+from operators.formats.readers import iter_chunk_tables, json_array_to_jsonl, plan_chunks
+from operators.formats.records import RecordOptions
+from operators.formats.writers import export_llava
 from operators.schema import ROW_SCHEMA
-from operators.writers import export_llava
 
 
 def _read_all(path, root):
@@ -89,8 +89,8 @@ def test_non_utf8_and_invalid_json_lines_are_quarantined(tmp_path):
     path.write_bytes(json.dumps(good).encode() + b"\n\xff\xfe bad\n{nope\n\n" + b"[1, 2]\n")
     rows, bad = _read_all(path, tmp_path)
     assert len(rows) == 1
-    assert [b["origin"].rsplit(":", 1)[1] for b in bad] == ["1", "2", "4"]
-    assert {b["reason"] for b in bad} == {"malformed"}
+    assert [b["origin"].rsplit(":", 1)[1] for b in bad] == ["1", "2", "3", "4"]
+    assert [b["reason"] for b in bad] == ["malformed", "malformed", "blank_line", "malformed"]
     assert "not UTF-8" in bad[0]["error"] and "invalid JSON" in bad[1]["error"]
 
 

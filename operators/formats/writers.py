@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
 from operators import storage
+from operators.formats.records import RESERVED
 from operators.media_paths import relative_media_path
-from operators.records import RESERVED
 
 __all__ = ["export_llava", "row_to_llava", "write_parquet_atomic"]
 
@@ -30,8 +30,9 @@ def write_parquet_atomic(table: pa.Table, path: str) -> None:
     storage.write_parquet(table, path)
 
 
-def row_to_llava(row: dict, media_root: str) -> dict:
-    """One row of ROW_SCHEMA back to the LLaVA record it was read from."""
+def row_to_llava(row: dict, media_root: str, media_path: Callable | None = None) -> dict:
+    """One row of ROW_SCHEMA back to the LLaVA record it was read from (media paths relative
+    to `media_root`, or as `media_path` maps them)."""
     extra = json.loads(row.get("extra") or "{}")
     meta = extra.pop(RESERVED, {"given": ["id"], "media_form": "str", "id_type": "str"})
     given = set(meta.get("given", []))
@@ -39,7 +40,8 @@ def row_to_llava(row: dict, media_root: str) -> dict:
     if "id" in given:
         record["id"] = int(row["id"]) if meta.get("id_type") == "int" else row["id"]
     if row["media_type"] in ("image", "video"):
-        paths = [relative_media_path(p, media_root) for p in row["media"]]
+        to_path = media_path or (lambda p: relative_media_path(p, media_root))
+        paths = [to_path(p) for p in row["media"]]
         single = meta.get("media_form") == "str" and len(paths) == 1
         record[row["media_type"]] = paths[0] if single else paths
     record["conversations"] = [
@@ -52,7 +54,9 @@ def row_to_llava(row: dict, media_root: str) -> dict:
     return record
 
 
-def export_llava(rows: Iterable[dict], out_path: str, media_root: str) -> int:
+def export_llava(
+    rows: Iterable[dict], out_path: str, media_root: str, media_path: Callable | None = None
+) -> int:
     """Write rows as LLaVA JSONL (`.jsonl`) or a JSON list (`.json`). Returns the count."""
     as_list = out_path.endswith(".json")
     count = 0
@@ -60,7 +64,7 @@ def export_llava(rows: Iterable[dict], out_path: str, media_root: str) -> int:
         if as_list:
             out.write("[\n")
         for row in rows:
-            text = json.dumps(row_to_llava(row, media_root), ensure_ascii=False)
+            text = json.dumps(row_to_llava(row, media_root, media_path), ensure_ascii=False)
             if as_list:
                 out.write((",\n" if count else "") + text)
             else:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from operators.records import RecordOptions, RowError, derive_id, normalize_llava
+from operators.formats.records import RecordOptions, RowError, derive_id, normalize_llava
 
 
 @pytest.fixture
@@ -48,6 +48,7 @@ def test_llava_record_maps_to_row(root):
 def test_text_only_record_and_derived_id_is_stable(root):
     record = _record()
     del record["image"], record["id"]
+    record["conversations"][0]["value"] = "What color?"
     row = _norm(record, root)
     assert row["media_type"] == "text" and row["media"] == []
     assert row["id"] == derive_id("pool", "pool.jsonl:0", json.dumps(record))
@@ -79,7 +80,7 @@ def test_bad_records_raise_with_reason_and_field(root, fields, reason, field):
 
 
 def test_escaping_path_is_never_opened(root, monkeypatch):
-    import operators.records as records
+    import operators.formats.records as records
 
     opened = []
     monkeypatch.setattr(records, "probe_media", lambda path, kind: opened.append(path))

@@ -4,7 +4,7 @@ it replaced: the same chunk boundaries and first-line numbers for any file and b
 import os
 import random
 
-import operators.readers as readers
+import operators.formats.readers as readers
 
 
 def _readline_reference(path: str, chunk_bytes: int):

@@ -1,0 +1,1 @@
+"""Dataset formats: reading pools into the sample row, and writing rows back out."""

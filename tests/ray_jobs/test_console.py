@@ -1,0 +1,42 @@
+"""`mmcurate run` keeps Ray's own output in RUN/logs/ and prints only its own lines."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+RAY_LINE = re.compile(r"streaming_executor|logging_progress|worker\.py:|\(raylet\)|pid=\d+")
+
+
+@pytest.mark.slow
+def test_run_console_has_stage_lines_and_a_summary_and_no_ray_internals(tmp_path, small_pool):
+    recipe = {
+        "name": "console",
+        "input": str(small_pool / "pool.jsonl"),
+        "run": str(tmp_path / "run"),
+        "num_cpus": 2,
+        "stages": ["ingest", "dedup"],
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MMCURATE_VERBOSE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ray_jobs.cli", "run", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    assert [line for line in lines if RAY_LINE.search(line)] == []
+    assert "[mmcurate] ingest: started" in lines and "[mmcurate] dedup: started" in lines
+    assert any(line.startswith("[mmcurate] ingest: input=400 ") for line in lines)
+    assert any(re.match(r"│ dedup\s+│ \d+", line) for line in lines)  # the summary table
+    assert len(lines) < 40
+    logs = tmp_path / "run" / "logs"
+    assert "streaming_executor" in (logs / "driver.log").read_text()
+    assert any(n.startswith("worker-") for n in os.listdir(logs / "ray"))
