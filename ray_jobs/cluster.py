@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -154,37 +154,59 @@ def load_clusters(run: str) -> tuple[pa.Table, KMeansModel]:
     return table, KMeansModel.load(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmcurate cluster", description=__doc__)
-    parser.add_argument("--run", required=True, help="run directory")
-    parser.add_argument("--input", default="scored", help="stage folder to read (default scored)")
-    parser.add_argument("--k", type=int, default=ClusterConfig.k, help="number of clusters")
-    parser.add_argument("--sample-size", type=int, default=ClusterConfig.sample_size)
-    parser.add_argument("--niter", type=int, default=ClusterConfig.niter)
-    parser.add_argument("--nredo", type=int, default=ClusterConfig.nredo, help="restarts")
-    parser.add_argument("--seed", type=int, default=ClusterConfig.seed)
-    parser.add_argument("--gdo", action="store_true", help="append GDO's descriptor block")
-    parser.add_argument("--gdo-weight", type=float, default=ClusterConfig.gdo_weight)
-    parser.add_argument("--gpu", action="store_true", help="faiss GPU k-means")
-    parser.add_argument("--text-model", default=None, help="sentence model if no embeddings")
-    parser.add_argument("--actors", type=int, default=2)
-    args = parser.parse_args(argv)
-    kmeans = ClusterConfig(
-        k=args.k,
-        sample_size=args.sample_size,
-        niter=args.niter,
-        nredo=args.nredo,
-        seed=args.seed,
-        gdo_features=args.gdo,
-        gdo_weight=args.gdo_weight,
-        gpu=args.gpu,
+KMEANS_FLAGS = ("k", "sample_size", "niter", "nredo", "seed", "gdo_weight", "gpu")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmcurate cluster",
+        description=__doc__ + "\nThe settings are the run's cluster stage (RUN/config.yaml or "
+        "--recipe) when it has one, else the defaults; the flags given override them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    config = ClusterJobConfig(args.run, args.input, kmeans, args.text_model, args.actors)
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--recipe", default=None, help="recipe file (default RUN/config.yaml)")
+    parser.add_argument("--input", default=None, help="stage folder to read (default scored)")
+    parser.add_argument("--k", type=int, default=None, help="number of clusters")
+    parser.add_argument("--sample-size", type=int, default=None)
+    parser.add_argument("--niter", type=int, default=None)
+    parser.add_argument("--nredo", type=int, default=None, help="restarts")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--gdo", action="store_true", default=None, help="append GDO's descriptor block"
+    )
+    parser.add_argument("--gdo-weight", type=float, default=None)
+    parser.add_argument("--gpu", action="store_true", default=None, help="faiss GPU k-means")
+    parser.add_argument("--text-model", default=None, help="sentence model if no embeddings")
+    parser.add_argument("--actors", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = _cli_config(_parser().parse_args(argv))
     print(f"[mmcurate] cluster config: {asdict(config)}")
     started = time.time()
     counts = cluster(config)
     print(stage_line("cluster", counts, started))
     return 0
+
+
+def _cli_config(args) -> ClusterJobConfig:
+    """The run's cluster stage configuration (or the defaults), then the flags given."""
+    from ray_jobs.stage_recipe import given_flags, stage_recipe
+    from ray_jobs.stages import cluster_config
+
+    recipe, path = stage_recipe(args.run, args.recipe)
+    config = cluster_config(recipe) if recipe else ClusterJobConfig(args.run)
+    given = given_flags(args)
+    print(
+        f"[mmcurate] cluster settings from {path or 'the defaults'}; flags given: {given or 'none'}"
+    )
+    kmeans = {k: given[k] for k in KMEANS_FLAGS if k in given}
+    if "gdo" in given:
+        kmeans["gdo_features"] = True
+    top = {k: given[k] for k in ("input", "text_model", "actors") if k in given}
+    return replace(config, kmeans=replace(config.kmeans, **kmeans), **top)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -455,54 +455,88 @@ def dedup(config: DedupConfig) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmcurate dedup", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmcurate dedup",
+        description=__doc__ + "\nThe settings are the run's dedup stage (RUN/config.yaml or "
+        "--recipe) when it has one, else the defaults; the flags given override them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--recipe", default=None, help="recipe file (default RUN/config.yaml)")
     parser.add_argument("--input", default=None, help="Parquet pool shards; default RUN/pool")
-    parser.add_argument("--threshold", type=float, default=MinHashConfig.threshold)
+    parser.add_argument("--threshold", type=float, default=None, help="MinHash edge Jaccard")
     parser.add_argument(
         "--lsh-threshold",
         type=float,
-        default=MinHashConfig.lsh_threshold,
+        default=None,
         help="similarity the LSH bands are chosen for (candidates; verified at --threshold)",
     )
-    parser.add_argument("--num-perm", type=int, default=MinHashConfig.num_perm)
-    parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
-    parser.add_argument("--ngram", type=int, default=MinHashConfig.ngram)
-    parser.add_argument("--no-media", action="store_true", help="do not hash media")
+    parser.add_argument("--num-perm", type=int, default=None)
+    parser.add_argument("--unit", choices=("word", "char"), default=None)
+    parser.add_argument("--ngram", type=int, default=None)
+    parser.add_argument("--no-media", action="store_true", default=None, help="no media hashing")
     parser.add_argument(
         "--no-verify",
         action="store_true",
+        default=None,
         help="every LSH band candidate is an edge (no similarity check against the threshold)",
     )
     parser.add_argument(
-        "--semantic", action="store_true", help="add SemDeDup edges (text/visual embeddings)"
+        "--semantic",
+        action="store_true",
+        default=None,
+        help="add SemDeDup edges (text/visual embeddings)",
     )
-    parser.add_argument("--semantic-threshold", type=float, default=SemanticConfig.threshold)
-    parser.add_argument("--partitions", type=int, default=DedupConfig.partitions)
-    args = parser.parse_args(argv)
-    text = MinHashConfig(
-        num_perm=args.num_perm,
-        threshold=args.threshold,
-        lsh_threshold=args.lsh_threshold,
-        unit=args.unit,
-        ngram=args.ngram,
-        verify=not args.no_verify,
-    )
-    config = DedupConfig(
-        run=args.run,
-        input=args.input,
-        text=text,
-        near_media=not args.no_media,
-        partitions=args.partitions,
-        semantic=SemanticConfig(enabled=args.semantic, threshold=args.semantic_threshold),
-    )
-    print(f"[mmcurate] dedup config: {asdict(config)} bands x rows: {text.band_rows()}")
+    parser.add_argument("--semantic-threshold", type=float, default=None)
+    parser.add_argument("--partitions", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = _cli_config(_parser().parse_args(argv))
+    print(f"[mmcurate] dedup config: {asdict(config)} bands x rows: {config.text.band_rows()}")
     started = time.time()
     counts = dedup(config)
     print(stage_line("dedup", counts, started))
     print(f"[mmcurate] dedup reasons: {counts['reasons']}")
     return 0
+
+
+def _cli_config(args) -> DedupConfig:
+    """The run's dedup stage configuration (or the defaults), then the flags given."""
+    from ray_jobs.stage_recipe import given_flags, stage_recipe
+    from ray_jobs.stages import dedup_config
+
+    recipe, path = stage_recipe(args.run, args.recipe)
+    config = dedup_config(recipe) if recipe else DedupConfig(args.run)
+    given = given_flags(args)
+    print(
+        f"[mmcurate] dedup settings from {path or 'the defaults'}; flags given: {given or 'none'}"
+    )
+    text = {
+        k: given[k]
+        for k in ("threshold", "lsh_threshold", "num_perm", "unit", "ngram")
+        if k in given
+    }
+    if "no_verify" in given:
+        text["verify"] = False
+    semantic = {}
+    if "semantic" in given:
+        semantic["enabled"] = True
+    if "semantic_threshold" in given:
+        semantic["threshold"] = given["semantic_threshold"]
+    top = {"input": given["input"]} if "input" in given else {}
+    if "no_media" in given:
+        top["near_media"] = False
+    if "partitions" in given:
+        top["partitions"] = given["partitions"]
+    return replace(
+        config,
+        text=replace(config.text, **text),
+        semantic=replace(config.semantic, **semantic),
+        **top,
+    )
 
 
 if __name__ == "__main__":

@@ -239,11 +239,12 @@ def _score(recipe: Recipe) -> dict:
     return score(config, score_steps_for(recipe))
 
 
-def _dedup(recipe: Recipe) -> dict:
-    from ray_jobs.dedup import DedupConfig, dedup
+def dedup_config(recipe: Recipe):
+    """The dedup stage's DedupConfig for `recipe` (also `mmcurate dedup --run RUN`)."""
+    from ray_jobs.dedup import DedupConfig
 
     section = recipe.dedup
-    config = DedupConfig(
+    return DedupConfig(
         recipe.run,
         text=section.text,
         media=section.media,
@@ -253,15 +254,25 @@ def _dedup(recipe: Recipe) -> dict:
         partitions=section.partitions,
         semantic=section.semantic,
     )
-    return dedup(config)
+
+
+def _dedup(recipe: Recipe) -> dict:
+    from ray_jobs.dedup import dedup
+
+    return dedup(dedup_config(recipe))
+
+
+def cluster_config(recipe: Recipe):
+    """The cluster stage's ClusterJobConfig for `recipe` (also `mmcurate cluster --run RUN`)."""
+    from ray_jobs.cluster import ClusterJobConfig
+
+    return ClusterJobConfig(recipe.run, kmeans=recipe.cluster, text_model=recipe.score.text_model)
 
 
 def _cluster(recipe: Recipe) -> dict:
-    from ray_jobs.cluster import ClusterJobConfig, cluster
+    from ray_jobs.cluster import cluster
 
-    return cluster(
-        ClusterJobConfig(recipe.run, kmeans=recipe.cluster, text_model=recipe.score.text_model)
-    )
+    return cluster(cluster_config(recipe))
 
 
 def _select(recipe: Recipe) -> dict:

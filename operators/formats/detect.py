@@ -18,6 +18,7 @@ reader accepts raises FormatError naming the file and the formats tried.
 from __future__ import annotations
 
 import json
+import tarfile
 
 import pyarrow as pa
 
@@ -45,9 +46,18 @@ class FormatError(ValueError):
 
 
 def compression_of(path: str) -> str | None:
-    """'gzip', 'zstd' or None, from the file's magic number."""
+    """'gzip', 'zstd' or None: the file's magic number, when its first bytes also decompress
+    (a text file whose first line happens to start with those bytes is not compressed)."""
     head = storage.read_bytes(path, 0, min(4, storage.size(path)))
-    return next((codec for magic, codec in MAGIC.items() if head.startswith(magic)), None)
+    codec = next((codec for magic, codec in MAGIC.items() if head.startswith(magic)), None)
+    if codec is None:
+        return None
+    try:
+        with pa.CompressedInputStream(storage.open_input(path), codec) as stream:
+            stream.read(PEEK)
+    except (OSError, pa.ArrowException):
+        return None
+    return codec
 
 
 def open_decompressed(path: str):
@@ -79,6 +89,24 @@ def _text_kind(head: bytes) -> str | None:
     return None
 
 
+def _is_parquet(path: str, head: bytes, size: int) -> bool:
+    """Parquet's magic at both ends (a text line that starts with `PAR1` is text)."""
+    if size < 12 or not head.startswith(b"PAR1"):
+        return False
+    return storage.read_bytes(path, size - 4, size) == b"PAR1"
+
+
+def _is_tar(head: bytes) -> bool:
+    """A ustar header whose checksum holds (not text that has `ustar` at byte 257)."""
+    if len(head) < 512 or head[257:262] != b"ustar":
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
 def _named_json_lines(path: str) -> bool:
     name = path.lower()
     for suffix in COMPRESSED_SUFFIXES:
@@ -92,16 +120,16 @@ def detect_format(path: str, forced: str | None = None) -> str:
         raise FormatError(f"input_format {forced!r} is not one of {', '.join(FORMATS)}")
     size = storage.size(path)
     head = storage.read_bytes(path, 0, min(PEEK, size))
-    if head.startswith(b"PAR1"):
+    if _is_parquet(path, head, size):
         found = "parquet"
-    elif head[257:262] == b"ustar":
+    elif _is_tar(head):
         found = "webdataset"
     elif compression_of(path):
         with open_decompressed(path) as stream:
             found = _text_kind(stream.read(PEEK))
     else:
         found = _text_kind(head)
-    if found is None and _named_json_lines(path) and not head.startswith(b"PAR1"):
+    if found is None and _named_json_lines(path):
         found = "jsonl"
     text_kinds = {"json", "jsonl"}
     if forced is not None and found not in (forced, None) and not {forced, found} <= text_kinds:

@@ -191,3 +191,22 @@ def test_json_lines_whose_first_line_is_odd(media):
     with pytest.raises(FormatError):
         detect_format(str(media / "garbled.txt"))
     assert detect_format(str(media / "pretty.txt"), "jsonl") == "jsonl"  # the user says so
+
+
+def test_a_text_file_that_starts_with_a_compression_magic_is_text(media):
+    record = json.dumps(SWIFT).encode()
+    (media / "magic.jsonl").write_bytes(b"(\xb5/\xfd\n" + record + b"\n")  # zstd's magic
+    assert detect_format(str(media / "magic.jsonl")) == "jsonl"
+    (media / "gzmagic.jsonl").write_bytes(b"\x1f\x8b junk\n" + record + b"\n")  # gzip's
+    assert detect_format(str(media / "gzmagic.jsonl")) == "jsonl"
+    (media / "real.gz").write_bytes(gzip.compress(record + b"\n"))
+    assert detect_format(str(media / "real.gz")) == "jsonl"
+
+
+def test_text_lines_that_start_like_parquet_or_a_tar_are_text(media):
+    record = json.dumps(SWIFT).encode()
+    (media / "par.jsonl").write_bytes(b"PAR1 not parquet\n" + record + b"\n")
+    assert detect_format(str(media / "par.jsonl")) == "jsonl"
+    fake_tar = b"{" + b" " * 256 + b"ustar" + b" " * 300 + b"}\n" + record + b"\n"
+    (media / "tarlike.jsonl").write_bytes(fake_tar)
+    assert detect_format(str(media / "tarlike.jsonl")) == "jsonl"
