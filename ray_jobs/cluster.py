@@ -193,15 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cli_config(args) -> ClusterJobConfig:
     """The run's cluster stage configuration (or the defaults), then the flags given."""
-    from ray_jobs.stage_recipe import given_flags, stage_recipe
+    from ray_jobs.stage_recipe import stage_base
     from ray_jobs.stages import cluster_config
 
-    recipe, path = stage_recipe(args.run, args.recipe)
-    config = cluster_config(recipe) if recipe else ClusterJobConfig(args.run)
-    given = given_flags(args)
-    print(
-        f"[mmcurate] cluster settings from {path or 'the defaults'}; flags given: {given or 'none'}"
-    )
+    config, given = stage_base("cluster", args, cluster_config, ClusterJobConfig(args.run))
     kmeans = {k: given[k] for k in KMEANS_FLAGS if k in given}
     if "gdo" in given:
         kmeans["gdo_features"] = True

@@ -505,15 +505,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cli_config(args) -> DedupConfig:
     """The run's dedup stage configuration (or the defaults), then the flags given."""
-    from ray_jobs.stage_recipe import given_flags, stage_recipe
+    from ray_jobs.stage_recipe import stage_base
     from ray_jobs.stages import dedup_config
 
-    recipe, path = stage_recipe(args.run, args.recipe)
-    config = dedup_config(recipe) if recipe else DedupConfig(args.run)
-    given = given_flags(args)
-    print(
-        f"[mmcurate] dedup settings from {path or 'the defaults'}; flags given: {given or 'none'}"
-    )
+    config, given = stage_base("dedup", args, dedup_config, DedupConfig(args.run))
     text = {
         k: given[k]
         for k in ("threshold", "lsh_threshold", "num_perm", "unit", "ngram")

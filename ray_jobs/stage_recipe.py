@@ -17,7 +17,7 @@ from dataclasses import replace
 from operators import storage
 from ray_jobs.recipe import Recipe, load_recipe
 
-__all__ = ["given_flags", "stage_recipe"]
+__all__ = ["given_flags", "stage_base", "stage_recipe"]
 
 
 def stage_recipe(run: str, recipe_path: str | None) -> tuple[Recipe | None, str | None]:
@@ -37,3 +37,13 @@ def stage_recipe(run: str, recipe_path: str | None) -> tuple[Recipe | None, str 
 def given_flags(args: argparse.Namespace, exclude: tuple[str, ...] = ("run", "recipe")) -> dict:
     """dest -> value of the options the user gave (every option's default must be None)."""
     return {k: v for k, v in vars(args).items() if v is not None and k not in exclude}
+
+
+def stage_base(stage: str, args: argparse.Namespace, from_recipe, default):
+    """(the stage's configuration before the flags, the flags given): `from_recipe(recipe)`
+    for the run's recipe, else `default`; says on the console which it is."""
+    recipe, path = stage_recipe(args.run, args.recipe)
+    given = given_flags(args)
+    source = path or "the defaults"
+    print(f"[mmcurate] {stage} settings from {source}; flags given: {given or 'none'}")
+    return (from_recipe(recipe) if recipe else default), given
