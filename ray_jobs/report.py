@@ -302,10 +302,29 @@ def _curves_section(run: str) -> tuple[str, list]:
         style = {"color": "black", "linestyle": "--"} if name == "full" else {"marker": "o"}
         ax.plot(seen, [r["accuracy_mean"] for r in evals], label=name, **style)
         finals.append((name, evals[-1]))
+    chance = _chance_line(root)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="chance (best constant answer)")
     ax.set_xlabel("samples seen")
     ax.set_ylabel("held-out accuracy (mean over categories)")
     ax.legend(fontsize=8)
-    return _figure_html(fig, "Accuracy against samples seen (full pool dashed)"), finals
+    title = "Accuracy against samples seen (full pool dashed, chance dotted)"
+    return _figure_html(fig, title), finals
+
+
+def _chance_line(train_root: str) -> float | None:
+    """`constant_answer_accuracy` of the held-out rows of the full-pool run (`full`), else of
+    the first run that has them; None without any."""
+    from training.evaluate import constant_answer_accuracy
+
+    names = sorted(storage.listdir(train_root), key=lambda n: (n != "full", n))
+    for name in names:
+        path = storage.join(train_root, name, "heldout.parquet")
+        if storage.exists(path):
+            rows = storage.read_parquet(path, columns=["category", "answer"]).to_pylist()
+            categories = [r["category"] or "none" for r in rows]
+            return constant_answer_accuracy(categories, [str(r["answer"] or "") for r in rows])
+    return None
 
 
 def _final_table(finals: list) -> str:

@@ -32,6 +32,7 @@ from training.rewards import normalize_answer
 __all__ = [
     "EvalSet",
     "append_metrics",
+    "constant_answer_accuracy",
     "encode_rows",
     "evaluate",
     "read_metrics",
@@ -50,6 +51,19 @@ class EvalSet:
     answers: list[str]
     ids: list[str]
     errors: Counter = field(default_factory=Counter)  # rows that could not be encoded, by reason
+
+
+def constant_answer_accuracy(categories: list[str], answers: list[str]) -> float:
+    """The chance line of a held-out set: the accuracy of answering every row of a category
+    with that category's most common (normalized) answer, averaged over categories as
+    `accuracy_mean` is. A model that reads nothing does no better than this."""
+    by_category: dict[str, Counter] = {}
+    for category, answer in zip(categories, answers, strict=True):
+        by_category.setdefault(category or "none", Counter())[normalize_answer(answer)] += 1
+    if not by_category:
+        return float("nan")
+    shares = [c.most_common(1)[0][1] / sum(c.values()) for c in by_category.values()]
+    return float(np.mean(shares))
 
 
 def encode_one(processor, row: dict, inputs: InputsConfig):

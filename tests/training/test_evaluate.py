@@ -46,3 +46,13 @@ def test_summary_against_a_full_data_reference(tmp_path):
     assert summary["percent_of_full"] == pytest.approx(90.0)  # 0.63 / 0.7
     assert summary["samples_to_reference_peak"] == 100  # first >= 0.8
     assert summarize(str(tmp_path / "missing.jsonl")) == {"evaluations": 0}
+
+
+def test_chance_line_is_the_best_constant_answer_per_category():
+    from training.evaluate import constant_answer_accuracy
+
+    categories = ["color"] * 4 + ["count"] * 2
+    answers = ["Red.", "the red", "blue", "green", "3", "4"]
+    # color: "red" 2 of 4; count: 1 of 2; mean over categories, not rows
+    assert constant_answer_accuracy(categories, answers) == (0.5 + 0.5) / 2
+    assert constant_answer_accuracy(["a", "a", "a", "b"], ["x", "x", "y", "z"]) == (2 / 3 + 1) / 2
