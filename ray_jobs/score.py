@@ -176,9 +176,26 @@ def _empty_like(source: pa.Schema, steps: list[ScoreStep]) -> pa.Table:
     return table
 
 
-def _finish(run: str, names: list[str]) -> dict:
+def _finish(run: str, names: list[str], steps: list[ScoreStep]) -> dict:
     scored, quarantine = storage.join(run, "scored"), storage.join(run, "quarantine", STAGE)
-    return finish_sharded_stage(scored, quarantine, names, unparsable_counts)
+    provenance = step_provenance(steps)
+
+    def extra(kept_dir: str, shard_names: list[str]) -> dict:
+        return unparsable_counts(kept_dir, shard_names) | provenance
+
+    return finish_sharded_stage(scored, quarantine, names, extra)
+
+
+def step_provenance(steps: list[ScoreStep]) -> dict:
+    """What the stage's counts record about where a step's inputs came from: OST's target
+    set V (`ost_target`, operators/ost.py: target_source), which the subset manifests of
+    OST selections repeat."""
+    from operators.ost import target_source
+
+    for step in steps:
+        if step.name == "ost_utility":
+            return {"ost_target": target_source(step.fn_constructor_kwargs["config"])}
+    return {}
 
 
 def unparsable_counts(scored: str, names: list[str]) -> dict:
@@ -221,7 +238,7 @@ def score(config: ScoreConfig, steps: list[ScoreStep] | None = None) -> dict:
     size = max(1, config.shards_per_group)
     for start in range(0, len(todo), size):
         _run_group(todo[start : start + size], steps, config)
-    return _finish(config.run, names)
+    return _finish(config.run, names, steps)
 
 
 def _recipe_path(args) -> str | None:

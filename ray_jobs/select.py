@@ -240,7 +240,16 @@ def _manifest(
             "stratum": strata,
         },
         "report": report,
+        **_ost_target(cfg),
     }
+
+
+def _ost_target(cfg) -> dict:
+    """An OST subset's manifest says where its utilities' target set V came from."""
+    scored = storage.join(cfg.run, "scored")
+    if cfg.method != "ost" or not is_complete(scored):
+        return {}
+    return {"ost_target": read_counts(scored).get("ost_target", "not recorded")}
 
 
 def _job_record(cfg: SelectJobConfig) -> dict:

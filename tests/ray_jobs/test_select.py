@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_jobs.cli import COMMANDS
+from ray_jobs.rundir import mark_complete
 from ray_jobs.select import SelectJobConfig, main, run_select
 from selection.common import MissingColumnsError
 from selection.synthetic import descriptor_table
@@ -136,3 +137,23 @@ def test_mmssr_without_capabilities_names_them(tmp_path, table):
     run = make_run(tmp_path / "run", table.drop_columns(["cap_ocr"]))
     with pytest.raises(MissingColumnsError, match="cap_ocr"):
         run_select(SelectJobConfig(run=run, method="mmssr"))
+
+
+def test_ost_manifest_says_where_the_target_set_came_from(tmp_path, table):
+    from operators.ost import OneStepUtility, OstConfig, target_source
+    from operators.vlm_runtime import RuntimeConfig
+    from ray_jobs.score import ScoreStep, step_provenance
+
+    config = OstConfig(RuntimeConfig(model="proxy"), pool="pool", target_pool="clean/heldout")
+    step = ScoreStep("ost_utility", OneStepUtility, fn_constructor_kwargs={"config": config})
+    provenance = step_provenance([ScoreStep("motion", lambda t: t), step])
+    assert provenance == {"ost_target": target_source(config)}
+    assert "clean held-out pool clean/heldout" in provenance["ost_target"]
+    assert step_provenance([ScoreStep("motion", lambda t: t)]) == {}
+    run = make_run(tmp_path / "run", table)
+    mark_complete(os.path.join(run, "scored"), {"input": table.num_rows, **provenance})
+    run_select(SelectJobConfig(run=run, method="ost"))
+    _, manifest = read(run, "ost")
+    assert manifest["ost_target"] == provenance["ost_target"]
+    run_select(SelectJobConfig(run=run, method="random", budget=10))
+    assert "ost_target" not in read(run, SelectJobConfig(run=run, method="random").subset_name)[1]
