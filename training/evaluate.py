@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from operators import storage
 from operators.media import MediaError
+from operators.row_errors import is_row_error
 from operators.vlm_inputs import InputsConfig, RowError, decode_media, encode_row
 from training.rewards import normalize_answer
 
@@ -67,14 +68,23 @@ def constant_answer_accuracy(categories: list[str], answers: list[str]) -> float
 
 
 def encode_one(processor, row: dict, inputs: InputsConfig):
-    """Decode a row's media and encode it; (encoding, None) or (None, reason)."""
+    """Decode a row's media and encode it; (encoding, None) or (None, reason): the RowError's
+    reason, the media error's class, or `processor_error` for whatever else this one row
+    raises (the reasons of the batched path, operators/vlm_inputs.py)."""
     try:
         media = decode_media(row, inputs.num_frames)
-        return encode_row(processor, row, media, inputs), None
     except RowError as error:
         return None, error.reason
     except (MediaError, OSError, ValueError) as error:
         return None, type(error).__name__
+    try:
+        return encode_row(processor, row, media, inputs), None
+    except RowError as error:
+        return None, error.reason
+    except Exception as error:
+        if not is_row_error(error):
+            raise
+        return None, "processor_error"
 
 
 def encode_rows(processor, rows: pa.Table | list[dict], inputs: InputsConfig) -> EvalSet:

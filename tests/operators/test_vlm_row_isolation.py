@@ -4,6 +4,8 @@ encoding), and tiny pictures (1x1, 4x4) reach the processor as RGB, not read cha
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,8 +19,8 @@ from operators.ost import OneStepUtility, OstConfig
 from operators.schema import ROW_SCHEMA
 from operators.vlm_inputs import InputsConfig, decode_media, encode_row, encode_rows
 from operators.vlm_runtime import RuntimeConfig
+from training.sft import _encode as sft_encode
 from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
-from training.warmup import encode_slice
 
 torch.set_num_threads(1)
 COLOR = (200, 10, 60)
@@ -113,6 +115,11 @@ def test_ost_scores_the_rest_of_the_batch(model_path, rows, tmp_path):
     assert values[1] is None and np.isfinite([values[0], values[2]]).all()
 
 
-def test_warm_up_encoding_skips_only_the_banner(processor, rows):
-    encodings, skipped = encode_slice(processor, rows, InputsConfig())
+def test_sft_and_warm_up_encoding_skip_only_the_banner(processor, rows):
+    """The warm-up trains with the SFT loop (training/warmup.py), whose per-step encoding
+    skips a row the processor refuses and trains the rest."""
+    runtime = SimpleNamespace(processor=processor)
+    config = SimpleNamespace(inputs=InputsConfig())
+    positioned = [{**row, "position": k} for k, row in enumerate(rows)]
+    encodings, skipped = sft_encode(runtime, positioned, config, cache={})
     assert len(encodings) == 2 and skipped == {"processor_error": 1}
