@@ -54,6 +54,8 @@ def set_verbose(on: bool) -> None:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        if "transformers" in sys.modules:  # imported before: it read the variable already
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def verbose() -> bool:

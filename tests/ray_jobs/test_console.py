@@ -40,3 +40,26 @@ def test_run_console_has_stage_lines_and_a_summary_and_no_ray_internals(tmp_path
     logs = tmp_path / "run" / "logs"
     assert "streaming_executor" in (logs / "driver.log").read_text()
     assert any(n.startswith("worker-") for n in os.listdir(logs / "ray"))
+
+
+def test_quiet_mode_silences_transformers_bars_even_when_imported_first(tmp_path, monkeypatch):
+    import contextlib
+    import io
+
+    import transformers
+
+    from ray_jobs.console import set_verbose
+    from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
+
+    for name in ("MMCURATE_VERBOSE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RAY_DATA_DISABLE_PROGRESS_BARS", raising=False)
+    transformers.utils.logging.enable_progress_bar()
+    try:
+        set_verbose(False)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            build_tiny_qwen2_vl(str(tmp_path / "m"), TinyConfig.micro())
+        assert "Writing model shards" not in err.getvalue()
+    finally:
+        transformers.utils.logging.enable_progress_bar()
