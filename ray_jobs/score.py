@@ -83,13 +83,15 @@ def _read_shard(batch: dict) -> pa.Table:
     return table.append_column("_pos", pa.array(range(table.num_rows), pa.int64()))
 
 
-# Retries, set deliberately rather than left to Ray Data's defaults: a task lost with its node
-# (or a worker killed for memory) is resubmitted up to TASK_RETRIES times; an actor that dies
-# with its node is restarted up to ACTOR_RESTARTS times and its lost batches retried. Row
-# errors never reach these: each step turns them into the row's quarantine entry, so Ray
-# retries only system failures (retry_exceptions stays off).
-TASK_RETRIES = 4
-ACTOR_RESTARTS = 4
+# Retries: Ray Data's own defaults, kept on purpose (ray/data/_internal/remote_fn.py and
+# actor_pool_map_operator.py in ray 2.60): every map task is retried on system failure without
+# limit (`max_retries=-1`), and actor-pool workers are restarted and their lost batches
+# retried without limit (`max_restarts=-1`, `max_task_retries=-1`). A task lost with its node
+# is resubmitted elsewhere (tests/ray_jobs/test_node_failure.py). Row errors never reach these
+# retries: each step turns them into the row's quarantine entry. The steps pass no retry
+# arguments of their own: remote arguments that differ between a task step and the actor step
+# after it stop Ray Data from fusing them, and the unfused read task then waits for a CPU that
+# the actor pools hold (a deadlock on a 2-CPU cluster).
 
 
 def _apply(dataset, step: ScoreStep):
@@ -107,13 +109,9 @@ def _apply(dataset, step: ScoreStep):
             fn_constructor_kwargs=step.fn_constructor_kwargs,
             fn_kwargs=step.fn_kwargs,
             compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-            max_restarts=ACTOR_RESTARTS,
-            max_task_retries=ACTOR_RESTARTS,
             **options,
         )
-    return dataset.map_batches(
-        step.fn, fn_kwargs=step.fn_kwargs, max_retries=TASK_RETRIES, **options
-    )
+    return dataset.map_batches(step.fn, fn_kwargs=step.fn_kwargs, **options)
 
 
 def _quarantine(bad: pa.Table) -> pa.Table:
@@ -160,7 +158,7 @@ def _run_group(group: list[tuple[int, str]], steps: list[ScoreStep], config: Sco
 
     items = [{"path": path, "shard": shard} for shard, path in group]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _read_shard, batch_size=1, batch_format="numpy", max_retries=TASK_RETRIES
+        _read_shard, batch_size=1, batch_format="numpy"
     )
     for step in steps:
         dataset = _apply(dataset, step)

@@ -1,7 +1,8 @@
 """A node dies during the score stage: a real two-node local Ray cluster (a head and a worker
 node, each its own raylet with its own CPUs, on loopback). The worker node is killed (SIGKILL of
 its raylet and every process under it) while `mmcurate run` scores; the job completes through
-Ray's task retries (ray_jobs/score.py: TASK_RETRIES) or, if the driver itself gives up, a rerun
+Ray Data's task retries and actor restarts (kept at their defaults on purpose: the comment above
+ray_jobs/score.py: _apply) or, if the driver itself gives up, a rerun
 resumes from the finished shards. Either way the scored rows equal an uninterrupted run's.
 """
 
