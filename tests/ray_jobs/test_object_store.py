@@ -253,7 +253,13 @@ def _recipe(tmp_path, name: str, pool: str, run: str, **extra) -> str:
         },
         "cluster": {"k": 4, "sample_size": 200},
         "subsets": [
-            {"method": "gdo", "preset": "diverse", "budget": 0.5},
+            # no model descriptors in this run: GDO's neutral fallback, asked for by name
+            {
+                "method": "gdo",
+                "preset": "diverse",
+                "budget": 0.5,
+                "allow_missing_descriptors": True,
+            },
             {"method": "random", "budget": 30},
         ],
         **extra,
