@@ -51,9 +51,15 @@ def test_quiet_mode_silences_transformers_bars_even_when_imported_first(tmp_path
     from ray_jobs.console import set_verbose
     from training.tiny_models import TinyConfig, build_tiny_qwen2_vl
 
-    for name in ("MMCURATE_VERBOSE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("RAY_DATA_DISABLE_PROGRESS_BARS", raising=False)
+    names = (
+        "MMCURATE_VERBOSE",
+        "HF_HUB_DISABLE_PROGRESS_BARS",
+        "TRANSFORMERS_VERBOSITY",
+        "RAY_DATA_DISABLE_PROGRESS_BARS",
+    )
+    for name in names:  # set first, so that monkeypatch restores each one, set or not
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     transformers.utils.logging.enable_progress_bar()
     try:
         set_verbose(False)
