@@ -141,7 +141,8 @@ def _advise(recipe: Recipe, name: str, counts: dict) -> None:
     if rows and bad / rows > QUARANTINE_NOTE:
         reasons = ", ".join(f"{k} {v}" for k, v in (counts.get("reasons") or {}).items())
         folder = storage.join(recipe.run, "quarantine", name)
-        advise(f"quarantine-{name}", f"{name} quarantined {bad / rows:.0%} ({reasons}): {folder}")
+        key = f"quarantine-{recipe.run}-{name}"  # once per run and stage, not per process
+        advise(key, f"{name} quarantined {bad / rows:.0%} ({reasons}): {folder}")
     if name == "proxy" and "skipped" not in counts and not recipe.proxy.base:
         advise(
             "tiny-proxy",
