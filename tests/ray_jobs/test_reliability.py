@@ -53,7 +53,8 @@ def _sorted_rows(folder):
 
 @pytest.mark.slow
 def test_sigkill_in_score_then_rerun_gives_identical_outputs(tmp_path):
-    _kill_in_score_and_resume(tmp_path, {})
+    rows = _kill_in_score_and_resume(tmp_path, {})
+    assert rows and all(r["motion"] is not None for r in rows if r["media_type"] == "video")
 
 
 @pytest.mark.slow
