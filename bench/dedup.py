@@ -168,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ngram", type=int, nargs="+", default=[MinHashConfig.ngram])
     parser.add_argument("--unit", choices=("word", "char"), default=MinHashConfig.unit)
     parser.add_argument(
+        "--lsh-threshold",
+        type=float,
+        default=MinHashConfig.lsh_threshold,
+        help="similarity the LSH bands are chosen for when verifying",
+    )
+    parser.add_argument(
         "--verify", choices=("on", "off", "both"), default="on", help="verify band candidates"
     )
     parser.add_argument(
@@ -182,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     verify = {"on": [True], "off": [False], "both": [False, True]}[args.verify]
     configs = [
-        MinHashConfig(threshold=t, ngram=g, unit=args.unit, verify=v)
+        MinHashConfig(
+            threshold=t, lsh_threshold=args.lsh_threshold, ngram=g, unit=args.unit, verify=v
+        )
         for g in args.ngram
         for t in args.threshold
         for v in verify

@@ -12,11 +12,12 @@ every shingle, the permutation minima, GDO's exact key) instead of one MinHash o
 `normalize_text`, `shingles` and `exact_key` stay here as the plain-Python definitions the
 kernel is tested against.
 
-Defaults (word 2-grams, threshold 0.35, 128 permutations) are chosen for short instruction
-data (20-120 words): on the synthetic pool a reworded question keeps Jaccard 0.39-0.6 of its
-word 2-grams and a 5-20% word edit 0.46-0.9, while their 5-word shingle overlap drops to
-0.1-0.4, so the usual web-text setting (5-grams at 0.7) misses most of them. docs/dedup.md has
-the measurements.
+Defaults (word 1-grams, verified at threshold 0.6, bands chosen for 0.5, 128 permutations)
+are chosen for precision on templated instruction data, where distinct rows share their
+instruction template and answer phrasing: on 100k such rows (ray_jobs/synthetic_templated.py)
+the exact word-1-gram Jaccard of distinct rows stays below 0.58 and of a 5-20% word edit above
+0.64, while with 2-grams the two overlap (0.45 vs 0.41). On the synthetic pool a reworded
+question keeps 0.69-0.9 of its words. docs/dedup.md has the trade-off table.
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ class MinHashConfig:
     """Text near-duplicate settings (help on each field)."""
 
     num_perm: int = 128  # permutations in a signature (datasketch's num_perm)
-    threshold: float = 0.35  # Jaccard similarity at or above which rows are duplicates
+    threshold: float = 0.6  # Jaccard similarity at or above which rows are duplicates
     # LSH bands are chosen for this lower similarity when verifying (candidates only: the
     # verification drops those under `threshold`), so pairs just above it still collide
-    lsh_threshold: float = 0.35
+    lsh_threshold: float = 0.5
     unit: str = "word"  # shingle unit: "word" or "char"
-    ngram: int = 2  # shingle length in units
+    ngram: int = 1  # shingle length in units
     seed: int = 1  # permutation seed (datasketch's default is 1)
     bands: int | None = None  # LSH bands; None: chosen from the threshold (datasketch rule)
     rows: int | None = None  # rows per band; None: chosen with `bands`

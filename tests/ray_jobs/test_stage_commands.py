@@ -53,7 +53,7 @@ def test_dedup_command_uses_the_runs_dedup_stage_and_the_flags_given(tmp_path):
     bare = tmp_path / "bare"  # a run without a resolved recipe: the defaults
     bare.mkdir()
     default = dedup_job._cli_config(_parse(dedup_job, ["--run", str(bare), "--no-media"]))
-    assert default.text.threshold == 0.35 and not default.near_media
+    assert default.text.threshold == 0.6 and not default.near_media
     assert not default.semantic.enabled
 
 
